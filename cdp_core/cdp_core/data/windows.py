@@ -1,0 +1,57 @@
+"""Diffusion-Policy-style training windows over episodes.
+
+A window is ``horizon`` consecutive steps; the policy observes its first ``n_obs_steps``
+and predicts all ``horizon`` actions, of which ``n_action_steps`` starting at index
+``n_obs_steps - 1`` (the current step) are executed. Windows may start up to
+``n_obs_steps - 1`` steps before an episode and end up to ``n_action_steps - 1`` steps
+after it; the missing steps repeat the first / last step (DP's edge padding), so the
+policy learns to start from rest and to hold at the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .episodes import DatasetError, EpisodeDataset
+
+
+class WindowDataset:
+    """All windows of a dataset as in-memory tensors: ``obs [N, To, obs_dim]``, ``action [N, H, A]``."""
+
+    def __init__(self, dataset: EpisodeDataset, obs_keys: list[str], n_obs_steps: int, horizon: int,
+                 n_action_steps: int):
+        missing = [k for k in obs_keys if k not in dataset.obs_dims]
+        if missing:
+            raise DatasetError(f"observation keys {missing} not in dataset (it has {sorted(dataset.obs_dims)})")
+        self.obs_keys = list(obs_keys)
+        self.obs_dims = {k: dataset.obs_dims[k] for k in obs_keys}
+        self.n_obs_steps, self.horizon, self.n_action_steps = n_obs_steps, horizon, n_action_steps
+        obs_windows, act_windows = [], []
+        pad_before, pad_after = n_obs_steps - 1, n_action_steps - 1
+        for ep in dataset.episodes:
+            obs = np.concatenate([ep.obs[k] for k in obs_keys], axis=1).astype(np.float32)
+            act = ep.action.astype(np.float32)
+            n = len(ep)
+            starts = np.arange(-pad_before, n - horizon + pad_after + 1)
+            if len(starts) == 0:  # episode shorter than a window: one fully padded window
+                starts = np.array([-pad_before])
+            idx = np.clip(starts[:, None] + np.arange(horizon)[None, :], 0, n - 1)
+            obs_windows.append(obs[idx[:, :n_obs_steps]])
+            act_windows.append(act[idx])
+        self.obs = torch.from_numpy(np.concatenate(obs_windows))
+        self.action = torch.from_numpy(np.concatenate(act_windows))
+        # Normaliser statistics come from the episode steps themselves, not the padded windows.
+        self.flat_obs = np.concatenate([np.concatenate([e.obs[k] for k in obs_keys], 1) for e in dataset.episodes])
+        self.flat_action = np.concatenate([e.action for e in dataset.episodes])
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.obs.shape[-1])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.action.shape[-1])
+
+    def __len__(self) -> int:
+        return int(self.obs.shape[0])
