@@ -47,6 +47,10 @@ class DiffusionConfig:
     beta_max: float = 20.0
     prediction: str = "epsilon"  # "epsilon" or "sample" (x0)
     t_min: float = 1e-3
+    #: Clamp the predicted clean action to the normalised range [-1, 1] while sampling (and
+    #: recompute eps from it), as Diffusion Policy's schedulers do: at high noise the eps
+    #: parameterisation divides by alpha ~ 0.007 and few-step samplers would amplify errors.
+    clip_sample: bool = True
 
 
 @dataclass

@@ -95,15 +95,30 @@ def lanczos_top_eigvec(op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
             for v in basis:
                 w = w - (w * v).sum(-1, keepdim=True) * v
         beta = w.norm(dim=-1)
+        # Breakdown: the Krylov space is invariant (the start vector lay in few eigenvectors).
+        # Continue from a fresh random direction orthogonal to the basis with a zero coupling;
+        # T stays V^T A V, so its Ritz values stay inside A's spectrum.
+        broken = beta <= 1e-6 * w.new_tensor(1.0).maximum(a.abs())
+        if broken.any():
+            fresh = torch.randn(b, d, dtype=x.dtype, device=x.device, generator=generator)
+            for _ in range(2):
+                for v in basis:
+                    fresh = fresh - (fresh * v).sum(-1, keepdim=True) * v
+            w = torch.where(broken[:, None], _unit(fresh), w)
+            beta = torch.where(broken, torch.zeros_like(beta), beta)
         betas.append(beta)
-        q = w / beta.clamp_min(1e-12)[:, None]
+        q = torch.where(broken[:, None], w, w / beta.clamp_min(1e-30)[:, None])
     tri = torch.diag_embed(torch.stack(alphas, -1))
     if betas:
         off = torch.diag_embed(torch.stack(betas, -1), offset=1)
         tri = tri + off + off.transpose(-1, -2)
+    if not torch.isfinite(tri).all():
+        raise FloatingPointError("non-finite Jacobian-vector product in the contraction estimate "
+                                 "(the denoiser produced NaN/inf); lower the learning rate or gamma")
+    tri = tri.to(torch.float64)  # k x k: double precision is free and makes eigh robust
     evals, evecs = torch.linalg.eigh(tri)
-    ritz = torch.einsum("bk,kbd->bd", evecs[:, :, -1], torch.stack(basis))
-    return evals[:, -1], _unit(ritz)
+    ritz = torch.einsum("bk,kbd->bd", evecs[:, :, -1].to(x.dtype), torch.stack(basis))
+    return evals[:, -1].to(x.dtype), _unit(ritz)
 
 
 @torch.no_grad()

@@ -5,9 +5,14 @@ training time. All time-dependent coefficients are computed once in float64 and 
 as constants, so a :class:`FixedStepSampler` traces to one static ONNX graph with
 ``steps`` (or ``2 * steps`` for Heun) network evaluations.
 
-Time grid: uniform in t from ``schedule.t_max`` down to ``t_min`` (Euler, Heun: the drift is
-singular at t = 0) or to exactly 0 (DDIM, DPM-Solver++: their last step returns the
-predicted clean action).
+Time grid: uniform in log-SNR ``lambda = log(alpha/sigma)`` from ``schedule.t_max`` to
+``t_min`` (DPM-Solver's choice). Uniform-in-t grids put steps far too coarsely near t = 0,
+where the drift's stiffness grows like ``h / sigma``; in lambda the stiffness per step is
+about the step size, so explicit Euler / Heun stay stable. Euler and Heun integrate the
+probability-flow ODE ``dx/dt = f x + h eps`` in t and stop at ``t_min`` (the drift is
+singular at t = 0); Heun skips its corrector on the last step, as EDM does, so it never
+evaluates the network at the stiffest time. DDIM and DPM-Solver++ take their last step to
+exactly t = 0, which returns the predicted clean action.
 """
 
 from __future__ import annotations
@@ -37,8 +42,15 @@ def check_sampler_spec(sampler: str, steps: int) -> None:
 
 def time_grid(policy: DiffusionPolicy, sampler: str, steps: int) -> list[float]:
     """The ``steps + 1`` times the sampler visits, from noise to data."""
-    t_max, t_end = policy.schedule.t_max, (policy.t_min if sampler in ("euler", "heun") else 0.0)
-    return [t_max + (t_end - t_max) * i / steps for i in range(steps + 1)]
+    s = policy.schedule
+    ends = torch.tensor([s.t_max, policy.t_min], dtype=torch.float64)
+    lam_start, lam_end = s.log_snr(ends).tolist()
+    lam = torch.linspace(lam_start, lam_end, steps + 1, dtype=torch.float64)
+    times = s.t_of_log_snr(lam).tolist()
+    times[0], times[-1] = s.t_max, policy.t_min  # exact ends, not bisection results
+    if sampler in ("ddim", "dpmpp_2m"):
+        times[-1] = 0.0
+    return times
 
 
 class FixedStepSampler(nn.Module):
@@ -48,6 +60,7 @@ class FixedStepSampler(nn.Module):
         super().__init__()
         check_sampler_spec(sampler, steps)
         self.policy, self.sampler, self.steps = policy, sampler, steps
+        self.clip = policy.cfg.diffusion.clip_sample
         self.times = time_grid(policy, sampler, steps)
         s = policy.schedule
         t64 = torch.tensor(self.times, dtype=torch.float64)
@@ -61,7 +74,11 @@ class FixedStepSampler(nn.Module):
 
     def _model(self, x: torch.Tensor, i: int, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = x.new_ones(x.shape[0]) * self.times[i]
-        return self.policy.predict_eps_x0(x, t, cond)
+        eps, x0 = self.policy.predict_eps_x0(x, t, cond)
+        if self.clip:
+            x0 = x0.clamp(-1.0, 1.0)
+            eps = (x - self.alpha[i] * x0) / self.sigma[i]
+        return eps, x0
 
     def _drift(self, x: torch.Tensor, i: int, cond: torch.Tensor) -> torch.Tensor:
         eps, _ = self._model(x, i, cond)
@@ -77,8 +94,11 @@ class FixedStepSampler(nn.Module):
                 x = x + dt * self._drift(x, i, cond)
             elif self.sampler == "heun":
                 d0 = self._drift(x, i, cond)
-                d1 = self._drift(x + dt * d0, i + 1, cond)
-                x = x + 0.5 * dt * (d0 + d1)
+                if i == self.steps - 1:
+                    x = x + dt * d0
+                else:
+                    d1 = self._drift(x + dt * d0, i + 1, cond)
+                    x = x + 0.5 * dt * (d0 + d1)
             else:
                 eps, x0 = self._model(x, i, cond)
                 if self.sampler == "ddim":
@@ -104,7 +124,7 @@ class FixedStepSampler(nn.Module):
 
     @property
     def network_evaluations(self) -> int:
-        return 2 * self.steps if self.sampler == "heun" else self.steps
+        return 2 * self.steps - 1 if self.sampler == "heun" else self.steps
 
 
 @torch.no_grad()

@@ -52,6 +52,17 @@ class VPSchedule:
         """``lambda(t) = log(alpha / sigma)``, decreasing in t."""
         return self.log_alpha(t) - torch.log(self.sigma(t))
 
+    def t_of_log_snr(self, lam: torch.Tensor, iters: int = 80) -> torch.Tensor:
+        """Inverse of :meth:`log_snr` on [1e-9, t_max] by bisection (float64; any schedule, no closed form needed)."""
+        lam = lam.to(torch.float64)
+        lo = torch.full_like(lam, 1e-9)
+        hi = torch.full_like(lam, self.t_max)
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            above = self.log_snr(mid) > lam  # log_snr decreases: the root lies later
+            lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+        return 0.5 * (lo + hi)
+
 
 class LinearVPSchedule(VPSchedule):
     """The VP-SDE of Song et al.: ``beta(t) = beta_min + t (beta_max - beta_min)`` (DDPM's linear betas)."""

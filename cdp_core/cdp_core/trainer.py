@@ -92,7 +92,8 @@ def build_policy_from_data(cfg: Config) -> tuple[DiffusionPolicy, WindowDataset,
     policy.action_normalizer.fit(windows.flat_action)
     action_names = list(ds.meta.get("action_names") or [f"a{i}" for i in range(shape.action_dim)])
     info = {"obs_keys": obs_keys, "obs_dims": windows.obs_dims, "action_names": action_names,
-            "num_episodes": len(ds.episodes), "num_windows": len(windows), "dataset_path": str(cfg.data.path)}
+            "num_episodes": len(ds.episodes), "num_windows": len(windows), "dataset_path": str(cfg.data.path),
+            "dataset_meta": {k: ds.meta[k] for k in ("rate_hz", "task") if k in ds.meta}}
     return policy, windows, info
 
 
@@ -154,6 +155,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, A
                    dynamic_ncols=True)
     payload = policy_payload(cfg, policy.shape, info["obs_keys"], info["obs_dims"], info["action_names"])
     payload["dataset"] = {k: info[k] for k in ("dataset_path", "num_episodes", "num_windows")}
+    payload["dataset_meta"] = info["dataset_meta"]
     last: dict[str, float] = {}
 
     def save(step: int) -> Path:
