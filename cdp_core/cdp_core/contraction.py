@@ -33,7 +33,7 @@ ends of the spectrum), and the ``power`` estimator shifts by the dominant eigenv
 when that is negative. Iterations run without a parameter graph; the estimate that is
 back-propagated is the Rayleigh quotient ``u^T J u`` at the (detached) top Ritz vector
 ``u``, whose parameter gradient is exactly that of lambda_max at convergence
-(Hellmann-Feynman), for the cost of one more JVP.
+(Hellmann-Feynman), for the cost of one more VJP.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def estimate_lambda_max(fn: DriftFn, x: torch.Tensor, iterations: int = 4, estim
     """lambda_max of ``sym(d fn / dx)`` per sample, for ``x`` of any shape ``[B, ...]`` (action chunks).
 
     With ``differentiable=True`` the result carries gradients to the parameters ``fn``
-    closes over (through one extra JVP at the detached top eigenvector).
+    closes over (through one extra VJP at the detached top eigenvector).
     """
     shape = x.shape[1:]
     flat_fn = _flat(fn, shape)
@@ -160,8 +160,13 @@ def estimate_lambda_max(fn: DriftFn, x: torch.Tensor, iterations: int = 4, estim
         raise ValueError(f"unknown eigenvalue estimator {estimator!r} (known: lanczos, power)")
     if not differentiable:
         return lam
-    ju = jvp(flat_fn, (z,), (u,))[1]
-    return (u * ju).sum(-1)
+    # u^T J u = u . (J^T u): a reverse-over-reverse product (one VJP with create_graph).
+    # Forward-mode JVPs composed with backward produced sporadic NaN parameter gradients
+    # through LayerNorm/Mish on CPU; plain double backward is the well-trodden path.
+    zg = z.clone().requires_grad_(True)
+    out = flat_fn(zg)
+    (jtu,) = torch.autograd.grad(out, zg, u, create_graph=True)
+    return (u * jtu).sum(-1)
 
 
 def frobenius_penalty(fn: DriftFn, x: torch.Tensor, beta: float, probes: int = 1,

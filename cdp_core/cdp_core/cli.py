@@ -1,0 +1,165 @@
+"""``cdp``: the command line of cdp_core (train, export, bench, inspect, toy data, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .checkpoint import CheckpointError
+from .config import ConfigError, load_config
+from .data import DatasetError
+from .runtime import ModelContractError
+from .samplers import SAMPLERS, SamplerSpecError
+
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ModelContractError, SamplerSpecError, FloatingPointError)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .trainer import train
+
+    cfg = load_config(args.config, args.set)
+    result = train(cfg, args.out, resume=args.resume)
+    print(json.dumps({"checkpoint": result["checkpoint"], "metrics": result["metrics"]}, indent=2))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    meta = export_onnx(args.checkpoint, args.out, args.sampler, args.steps, use_ema=not args.raw_weights)
+    print(f"wrote {args.out} ({meta['sampler']}, {meta['steps']} steps, gamma={meta['gamma']:g}) "
+          f"and {Path(args.out).with_suffix('.json')}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .runtime import OnnxPolicy
+
+    model = OnnxPolicy(args.model)
+    meta = dict(model.metadata)
+    if not args.full:
+        meta.pop("training_config", None)
+    print(json.dumps({**meta, "providers": model.providers}, indent=2))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .bench import sampler_latency_table, train_step_overhead
+
+    console = Console()
+    if args.what == "train":
+        table = Table(title=f"training step time, CDP (gamma=0.1) vs DP, same batch ({args.device})")
+        for col in ("denoiser", "batch", "horizon x action", "DP ms (p50)", "CDP ms (p50)", "CDP/DP"):
+            table.add_column(col)
+        for den in args.denoisers:
+            r = train_step_overhead(den, args.batch, args.horizon, args.action_dim, iters=args.iters, device=args.device,
+                                    threads=args.threads)
+            table.add_row(den, str(r["batch"]), f"{r['horizon']}x{r['action_dim']}", f"{r['dp_ms']:.1f}",
+                          f"{r['cdp_ms']:.1f}", f"{r['ratio']:.3f}")
+        console.print(table)
+        return 0
+    if not (args.checkpoint or args.model):
+        raise ConfigError("cdp bench sampler needs --checkpoint (exports each sampler/steps) or --model (one .onnx)")
+    rows = sampler_latency_table(args.checkpoint, args.model, args.samplers, args.steps, args.batches, args.iters,
+                                 args.device, args.backends, args.threads)
+    table = Table(title=f"sampler latency ({args.iters} calls each, {args.threads} thread(s))")
+    for col in ("backend", "sampler", "steps", "batch", "p50 ms", "p99 ms"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["backend"], r["sampler"], str(r["steps"]), str(r["batch"]), f"{r['p50_ms']:.3f}",
+                      f"{r['p99_ms']:.3f}")
+    console.print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def _cmd_toy_data(args: argparse.Namespace) -> int:
+    from .data.toy import generate_toy_dataset
+
+    root = generate_toy_dataset(args.out, args.episodes, args.seed)
+    print(f"wrote {args.episodes} toy episodes to {root}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    report = run_demo(args.out, steps=args.steps, episodes=args.episodes, quick=args.quick)
+    print(f"report: {report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cdp", description="Contractive Diffusion Policies: train, export, benchmark.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a policy (torchrun for multi-GPU / multi-process)")
+    t.add_argument("--config", help="YAML config (defaults apply to anything it leaves out)")
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+    t.add_argument("--out", required=True, help="run directory (checkpoints, TensorBoard, metrics.jsonl)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest.pt")
+    t.set_defaults(fn=_cmd_train)
+
+    e = sub.add_parser("export", help="export the fixed-step sampler of a checkpoint to ONNX")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--out", required=True, help="model.onnx (a model.json sidecar is written beside it)")
+    e.add_argument("--sampler", default="ddim", help=f"one of {', '.join(SAMPLERS)}")
+    e.add_argument("--steps", type=int, default=10)
+    e.add_argument("--raw-weights", action="store_true", help="export the raw instead of the EMA weights")
+    e.set_defaults(fn=_cmd_export)
+
+    i = sub.add_parser("inspect", help="print an exported model's metadata contract")
+    i.add_argument("model")
+    i.add_argument("--full", action="store_true", help="include the training config")
+    i.set_defaults(fn=_cmd_inspect)
+
+    b = sub.add_parser("bench", help="benchmarks: sampler latency or CDP training overhead")
+    b.add_argument("what", choices=("sampler", "train"))
+    b.add_argument("--checkpoint")
+    b.add_argument("--model")
+    b.add_argument("--samplers", nargs="+", default=["ddim"])
+    b.add_argument("--steps", nargs="+", type=int, default=[1, 2, 4, 8, 16])
+    b.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
+    b.add_argument("--backends", nargs="+", default=["ort", "torch"], help="ort, torch, torch-cudagraph")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--iters", type=int, default=100)
+    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--denoisers", nargs="+", default=["unet", "mlp"])
+    b.add_argument("--batch", type=int, default=256)
+    b.add_argument("--horizon", type=int, default=16)
+    b.add_argument("--action-dim", type=int, default=7)
+    b.add_argument("--json", help="also write the sampler rows as JSON here")
+    b.set_defaults(fn=_cmd_bench)
+
+    d = sub.add_parser("toy-data", help="write the 2-D multimodal toy dataset")
+    d.add_argument("--out", required=True)
+    d.add_argument("--episodes", type=int, default=50)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(fn=_cmd_toy_data)
+
+    m = sub.add_parser("demo", help="main job: toy data -> train DP and CDP -> export -> report")
+    m.add_argument("--out", default="outputs/demo")
+    m.add_argument("--steps", type=int, default=1500)
+    m.add_argument("--episodes", type=int, default=30)
+    m.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
+    m.set_defaults(fn=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except USER_ERRORS as exc:
+        print(f"cdp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
