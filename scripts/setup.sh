@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One set-up path from a fresh machine: Debian packages, a virtual environment in .venv,
+# pinned PyTorch and the project's packages (editable). Idempotent: re-running is cheap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the project needs (later issues add libusb-1.0-0 for pyrealsense2 and
+# libosmesa6 for offscreen MuJoCo rendering here). Only installed when missing.
+APT_PACKAGES=()
+missing=()
+for p in "${APT_PACKAGES[@]+"${APT_PACKAGES[@]}"}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || \
+    echo "warning: could not apt-get install ${missing[*]}; continuing with what is there" >&2
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+stamp=.venv/.cdp-setup-stamp
+hash=$(cat scripts/setup.sh cdp_core/pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
+  python -m pip install -q --upgrade pip
+  # The CPU wheel of this exact version is what CI and developer machines have; a range
+  # would pull the newest CUDA build (gigabytes). The robot PC's Docker image brings CUDA.
+  python -m pip install -q "torch==2.13.0"
+  python -m pip install -q -e cdp_core pytest
+  echo "$hash" > "$stamp"
+fi
