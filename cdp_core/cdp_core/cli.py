@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import CheckpointError
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, parse_override
 from .data import DatasetError
 from .runtime import ModelContractError
 from .samplers import SAMPLERS, SamplerSpecError
@@ -54,11 +54,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     console = Console()
     if args.what == "train":
         table = Table(title=f"training step time, CDP (gamma=0.1) vs DP, same batch ({args.device})")
-        for col in ("denoiser", "batch", "horizon x action", "DP ms (p50)", "CDP ms (p50)", "CDP/DP"):
+        for col in ("denoiser", "batch", "horizon x action", "DP ms (mean)", "CDP ms (mean)", "CDP/DP"):
             table.add_column(col)
         for den in args.denoisers:
             r = train_step_overhead(den, args.batch, args.horizon, args.action_dim, iters=args.iters, device=args.device,
-                                    threads=args.threads)
+                                    threads=args.threads, contraction={k: v for o in args.contraction
+                                                 for k, v in parse_override(o)["contraction"].items()} or None)
             table.add_row(den, str(r["batch"]), f"{r['horizon']}x{r['action_dim']}", f"{r['dp_ms']:.1f}",
                           f"{r['cdp_ms']:.1f}", f"{r['ratio']:.3f}")
         console.print(table)
@@ -135,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--horizon", type=int, default=16)
     b.add_argument("--action-dim", type=int, default=7)
     b.add_argument("--json", help="also write the sampler rows as JSON here")
+    b.add_argument("--contraction", nargs="*", default=[], metavar="contraction.KEY=VALUE",
+                   help="contraction settings for `bench train`, e.g. contraction.every=4")
     b.set_defaults(fn=_cmd_bench)
 
     d = sub.add_parser("toy-data", help="write the 2-D multimodal toy dataset")

@@ -30,7 +30,8 @@ def demo_config(data: Path, gamma: float, steps: int) -> dict:
     """The demo's training config: residual-MLP denoiser over 8-step chunks of 2-D actions."""
     return {"data": {"path": str(data), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
             "model": {"denoiser": "mlp", "mlp_hidden": 128},
-            "contraction": {"gamma": gamma},
+            # the settings models/default/toy_cdp.onnx was trained with (every step, 16 samples)
+            "contraction": {"gamma": gamma, "samples": 16, "every": 1},
             "train": {"steps": steps, "batch_size": 128, "lr": 1e-3, "warmup_steps": min(100, steps // 10 + 1),
                       "log_every": max(1, min(50, steps // 5)), "checkpoint_every": max(steps // 2, 1)},
             "export": {"sampler": "ddim", "steps": 10}}

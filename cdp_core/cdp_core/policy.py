@@ -77,8 +77,11 @@ class DiffusionPolicy(nn.Module):
         hi = self.schedule.t_max * upper_fraction
         return self.t_min + (hi - self.t_min) * torch.rand(n, device=device)
 
-    def compute_loss(self, obs: torch.Tensor, action: torch.Tensor) -> dict[str, torch.Tensor]:
+    def compute_loss(self, obs: torch.Tensor, action: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         """Denoising loss (+ gamma * contraction loss) for a batch of raw-unit windows.
+
+        The contraction term runs on steps divisible by ``contraction.every``, weighted by
+        ``gamma * every`` (lazy regularisation).
 
         Returns a dict with ``loss`` (to back-propagate), ``diffusion_loss`` and, when
         gamma > 0, ``contraction_loss`` and ``lambda_max`` (mean estimate over the subset).
@@ -96,9 +99,9 @@ class DiffusionPolicy(nn.Module):
         result = {"diffusion_loss": diffusion.detach()}
         loss = diffusion
         c = self.cfg.contraction
-        if c.gamma > 0:
+        if c.gamma > 0 and step % c.every == 0:
             c_loss, lam = self.contraction_term(x0, cond)
-            loss = loss + c.gamma * c_loss
+            loss = loss + c.gamma * c.every * c_loss
             result.update(contraction_loss=c_loss.detach(), lambda_max=lam.mean())
         result["loss"] = loss
         return result
@@ -112,6 +115,6 @@ class DiffusionPolicy(nn.Module):
         xt = self.schedule.alpha(t).view(-1, 1, 1) * x0 + self.schedule.sigma(t).view(-1, 1, 1) * torch.randn_like(x0)
         return contraction_loss(lambda z: self.normalized_sampling_drift(z, t, cond), xt, c)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         """Training entry point (DDP synchronises gradients of what ``forward`` computes)."""
-        return self.compute_loss(obs, action)
+        return self.compute_loss(obs, action, step)

@@ -151,7 +151,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, A
     if is_main and t.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=t.steps, initial=start, desc=f"train gamma={cfg.contraction.gamma:g}", unit="step",
+        bar = tqdm(total=t.steps, initial=start, desc=f"train gamma={cfg.contraction.gamma:g}", unit="step", mininterval=2.0,
                    dynamic_ncols=True)
     payload = policy_payload(cfg, policy.shape, info["obs_keys"], info["obs_dims"], info["action_names"])
     payload["dataset"] = {k: info[k] for k in ("dataset_path", "num_episodes", "num_windows")}
@@ -178,7 +178,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, A
         for step in range(start, t.steps):
             idx = stream.indices(step)
             obs, action = windows.obs[idx].to(device), windows.action[idx].to(device)
-            result = model(obs, action)
+            result = model(obs, action, step)
             opt.zero_grad(set_to_none=True)
             result["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), t.grad_clip)
@@ -190,7 +190,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, A
             ema.update_parameters(policy)
             done = step + 1
             if done % t.log_every == 0 or done == t.steps:
-                last = {k: float(v.detach()) for k, v in result.items()}
+                last = {**{k: v for k, v in last.items() if k in ("contraction_loss", "lambda_max")},
+                        **{k: float(v.detach()) for k, v in result.items()}}
                 last.update(lr=sched.get_last_lr()[0], grad_norm=float(grad_norm), step=done)
                 if is_main:
                     for k, v in last.items():

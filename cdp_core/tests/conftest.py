@@ -29,7 +29,8 @@ def toy_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mlp_checkpoint(toy_data, tmp_path_factory):
     torch.manual_seed(0)
-    run = train(config_from_dict(small_config(toy_data, contraction={"gamma": 0.1})), tmp_path_factory.mktemp("mlp"))
+    cfg = small_config(toy_data, contraction={"gamma": 0.1, "every": 1})
+    run = train(config_from_dict(cfg), tmp_path_factory.mktemp("mlp"))
     return run["checkpoint"]
 
 

@@ -23,7 +23,7 @@ def _train(data, out, gamma):
     cfg = config_from_dict({
         "data": {"path": str(data), "horizon": 8, "n_action_steps": 4},
         "model": {"denoiser": "mlp", "mlp_hidden": 128},
-        "contraction": {"gamma": gamma},
+        "contraction": {"gamma": gamma, "samples": 16, "every": 1},
         "train": {"steps": 700, "batch_size": 64, "lr": 1e-3, "warmup_steps": 50, "log_every": 50,
                   "checkpoint_every": 10_000, "progress": False}})
     run = train(cfg, out)
