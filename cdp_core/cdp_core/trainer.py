@@ -98,7 +98,7 @@ def build_policy_from_data(cfg: Config) -> tuple[DiffusionPolicy, WindowDataset,
 
 
 def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
-    """Train (or resume) a policy; returns a summary with the final checkpoint path and metrics."""
+    """Train (or resume) a policy; returns a summary: final checkpoint path, last metrics, the trained policy."""
     out = Path(out_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -171,6 +171,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, A
                      "rng": {"torch": rng if distributed else rng[0]}, "metrics": last}
             path = save_checkpoint(ckpt_dir / f"step_{step:07d}.pt", state)
             save_checkpoint(latest, state)
+        if distributed:
+            dist.barrier()  # no rank runs ahead of (or reads) a checkpoint still being written
         return path or latest
 
     policy.train()
@@ -211,4 +213,4 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, A
             bar.close()
         if writer is not None:
             writer.close()
-    return {"checkpoint": str(final), "latest": str(latest), "metrics": last, **info}
+    return {"checkpoint": str(final), "latest": str(latest), "metrics": last, "policy": policy, **info}
