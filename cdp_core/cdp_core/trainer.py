@@ -184,9 +184,11 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, A
             opt.zero_grad(set_to_none=True)
             result["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), t.grad_clip)
-            if not torch.isfinite(result["loss"]):
-                raise FloatingPointError(f"loss became {result['loss'].item()} at step {step}; "
-                                         f"last good checkpoint: {latest if latest.exists() else 'none'}")
+            if not (torch.isfinite(result["loss"]) and torch.isfinite(grad_norm)):
+                # Stop before the optimiser writes NaN into the weights; the last checkpoint is intact.
+                raise FloatingPointError(f"loss {result['loss'].item()} / gradient norm {float(grad_norm)} is not "
+                                         f"finite at step {step}; last good checkpoint: "
+                                         f"{latest if latest.exists() else 'none'}")
             opt.step()
             sched.step()
             ema.update_parameters(policy)
