@@ -157,6 +157,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, A
     payload["dataset"] = {k: info[k] for k in ("dataset_path", "num_episodes", "num_windows")}
     payload["dataset_meta"] = info["dataset_meta"]
     last: dict[str, float] = {}
+    last_contraction: dict[str, float] = {}
 
     def save(step: int) -> Path:
         rng = [torch.get_rng_state()]
@@ -193,9 +194,10 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, A
             sched.step()
             ema.update_parameters(policy)
             done = step + 1
+            if "lambda_max" in result:  # lazy regularisation: not every step measures it
+                last_contraction = {k: float(result[k]) for k in ("contraction_loss", "lambda_max")}
             if done % t.log_every == 0 or done == t.steps:
-                last = {**{k: v for k, v in last.items() if k in ("contraction_loss", "lambda_max")},
-                        **{k: float(v.detach()) for k, v in result.items()}}
+                last = {**last_contraction, **{k: float(v.detach()) for k, v in result.items()}}
                 last.update(lr=sched.get_last_lr()[0], grad_norm=float(grad_norm), step=done)
                 if is_main:
                     for k, v in last.items():

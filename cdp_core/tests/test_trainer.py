@@ -92,3 +92,12 @@ def test_ddp_two_processes_gloo(toy_data, tmp_path):
     assert ckpt["step"] == 10 and isinstance(ckpt["rng"]["torch"], list) and len(ckpt["rng"]["torch"]) == 2
     # each rank trained on its own shard of every batch, yet DDP kept the weights identical
     assert torch.equal(torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt"))
+
+
+def test_metrics_log_contraction_with_lazy_regularisation(toy_data, tmp_path):
+    cfg = small_config(toy_data, contraction={"gamma": 0.1, "every": 4}, train={"steps": 10, "log_every": 5})
+    train(config_from_dict(cfg), tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [5, 10]
+    assert all("lambda_max" in r and "contraction_loss" in r for r in rows)
+    assert any((p.name.startswith("events.out.tfevents")) for p in (tmp_path / "tensorboard").iterdir())
