@@ -28,6 +28,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   # The CPU wheel of this exact version is what CI and developer machines have; a range
   # would pull the newest CUDA build (gigabytes). The robot PC's Docker image brings CUDA.
   python -m pip install -q "torch==2.13.0"
-  python -m pip install -q -e cdp_core pytest
+  python -m pip install -q -e "cdp_core[sim]" pytest
   echo "$hash" > "$stamp"
 fi

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+import numpy as np
 from pathlib import Path
 
 from .checkpoint import CheckpointError
@@ -12,8 +14,10 @@ from .config import ConfigError, load_config, parse_override
 from .data import DatasetError
 from .runtime import ModelContractError
 from .samplers import SAMPLERS, SamplerSpecError
+from .sim.tasks import UnknownTaskError
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ModelContractError, SamplerSpecError, FloatingPointError)
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ModelContractError, SamplerSpecError, FloatingPointError,
+               UnknownTaskError)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -88,6 +92,31 @@ def _cmd_toy_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demos(args: argparse.Namespace) -> int:
+    from .sim import get_task
+    from .sim.demos import generate_demos
+
+    get_task(args.task)  # unknown task: clear error before the simulator starts
+    summary = generate_demos(args.task, args.out, args.episodes, args.seed)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .sim import get_task
+    from .sim.evaluate import evaluate_onnx, wilson_interval
+
+    get_task(args.task)
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    rows = evaluate_onnx(args.model, args.task, seeds)
+    wins = sum(r["success"] for r in rows)
+    lo, hi = wilson_interval(wins, len(rows))
+    print(json.dumps({"task": args.task, "episodes": len(rows), "success_rate": wins / len(rows),
+                      "ci95": [lo, hi], "median_final_error_mm": float(np.median([r["final_error_mm"] for r in rows])),
+                      "episodes_detail": rows if args.verbose else None}, indent=2))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -145,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--episodes", type=int, default=50)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=_cmd_toy_data)
+
+    s = sub.add_parser("demos", help="record scripted demonstrations of a simulated FR3 task")
+    s.add_argument("--task", required=True, help="reach_precise")
+    s.add_argument("--episodes", type=int, default=50)
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=_cmd_demos)
+
+    v = sub.add_parser("eval", help="closed-loop evaluation of an exported model on a simulated FR3 task")
+    v.add_argument("--model", required=True)
+    v.add_argument("--task", required=True)
+    v.add_argument("--episodes", type=int, default=20)
+    v.add_argument("--seed", type=int, default=10_000, help="first episode seed (demos use 0..)")
+    v.add_argument("--verbose", action="store_true")
+    v.set_defaults(fn=_cmd_eval)
 
     m = sub.add_parser("demo", help="main job: toy data -> train DP and CDP -> export -> report")
     m.add_argument("--out", default="outputs/demo")

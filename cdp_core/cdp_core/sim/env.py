@@ -1,0 +1,111 @@
+"""The fast path: a task scene stepped in-process, as fast as the CPU allows.
+
+The arm, its MJCF, its 1 kHz physics and its joint-impedance tracking law are franky-sim's
+(``MujocoSimulator`` + ``FrankaMujocoRobot.joint_position_control``), i.e. exactly what
+franky-sim's libfranka-protocol server runs for the robot-in-the-loop path. Actions are
+absolute joint-position targets held for one control period.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .tasks import JOINT_NAMES, Task, get_task
+
+HOME_Q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
+PHYSICS_DT = 0.001
+#: How often (in physics steps) the success test looks at the tool tip: 100 Hz.
+CHECK_EVERY = 10
+
+
+class FR3TaskEnv:
+    """One simulated FR3 with one task; ``reset(seed)`` then ``step(joint_targets)`` until ``done``."""
+
+    def __init__(self, task: Task | str, home_jitter: float = 0.05):
+        import mujoco
+        from franky_sim.mujoco_simulator import MujocoSimulator
+
+        self.task = get_task(task) if isinstance(task, str) else task
+        self.spec = self.task.spec
+        self.home_jitter = home_jitter
+        self.sim = MujocoSimulator()
+        self.robot = self.sim.add_robot(initial_q=tuple(HOME_Q))
+        self.task.add_to_scene(self.sim.worldbody)
+        self.sim.init()
+        self.sim.start()
+        self.model, self.data = self.sim.model, self.sim.data
+        jid = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, f"robot0_{n}") for n in JOINT_NAMES]
+        self._qadr = np.array([self.model.jnt_qposadr[j] for j in jid])
+        fingers = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, f"robot0_finger_joint{i}") for i in (1, 2)]
+        self._finger_adr = np.array([self.model.jnt_qposadr[j] for j in fingers])
+        self._finger_q0 = self.data.qpos[self._finger_adr].copy()
+        self._vadr = np.array([self.model.jnt_dofadr[j] for j in jid])
+        self.substeps = int(round(1.0 / (self.spec.control_hz * PHYSICS_DT)))
+        self.params: dict[str, Any] = {}
+        self.time = 0.0
+        self.hold = 0.0
+        self.success = False
+
+    # --- state ------------------------------------------------------------------------
+    @property
+    def q(self) -> np.ndarray:
+        return self.data.qpos[self._qadr].copy()
+
+    def tip_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """Tool-tip position (m) and orientation quaternion (x, y, z, w; w >= 0), base frame."""
+        pose = self.robot.kinematics(self.q)
+        quat = _rot_to_quat(pose.rotation)
+        return np.array(pose.translation), quat
+
+    def observe(self) -> dict[str, np.ndarray]:
+        pos, quat = self.tip_pose()
+        return {"joint_pos": self.q, "ee_pos": pos, "ee_quat": quat, **self.task.task_observation(self.params),
+                "gripper_width": np.array([self.robot.hand_width])}
+
+    # --- episode ----------------------------------------------------------------------
+    def reset(self, seed: int) -> dict[str, np.ndarray]:
+        """Start a seeded episode: random task parameters and a slightly jittered home pose."""
+        import mujoco
+
+        rng = np.random.default_rng(seed)
+        self.params = self.task.sample(rng)
+        q0 = HOME_Q + rng.uniform(-self.home_jitter, self.home_jitter, 7)
+        # Full reset (warm-start accelerations, contacts, time): a seed must replay bit for bit.
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[self._qadr] = q0
+        self.data.qpos[self._finger_adr] = self._finger_q0
+        self.task.apply(self.model, self.data, self.params)
+        mujoco.mj_forward(self.model, self.data)
+        self.time, self.hold, self.success = 0.0, 0.0, False
+        return self.observe()
+
+    def step(self, joint_targets: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Track ``joint_targets`` for one control period; returns (observation, info)."""
+        target = np.asarray(joint_targets, dtype=np.float64).reshape(-1)
+        if target.shape != (7,) or not np.isfinite(target).all():
+            raise ValueError(f"joint targets must be 7 finite values, got {joint_targets!r}")
+        err = np.inf
+        for k in range(self.substeps):
+            self.robot.joint_position_control(target)
+            self.sim.step()
+            if (k + 1) % CHECK_EVERY == 0:
+                err = self.task.tip_error(self.tip_pose()[0], self.params)
+                self.hold = self.hold + CHECK_EVERY * PHYSICS_DT if err <= self.spec.success_tol_m else 0.0
+                if self.hold >= self.spec.hold_s - 1e-9:
+                    self.success = True
+        self.time += self.substeps * PHYSICS_DT
+        done = self.success or self.time >= self.spec.time_limit_s - 1e-9
+        return self.observe(), {"success": self.success, "tip_error": err, "time": self.time, "done": done}
+
+
+def _rot_to_quat(r: np.ndarray) -> np.ndarray:
+    """Rotation matrix -> unit quaternion (x, y, z, w) with w >= 0 (one sign, so observations are continuous)."""
+    import mujoco
+
+    wxyz = np.empty(4)
+    mujoco.mju_mat2Quat(wxyz, np.ascontiguousarray(r, dtype=np.float64).reshape(-1))
+    if wxyz[0] < 0:
+        wxyz = -wxyz
+    return np.array([wxyz[1], wxyz[2], wxyz[3], wxyz[0]])

@@ -1,0 +1,89 @@
+"""Closed-loop evaluation of a policy on a task: seeded episodes, receding-horizon execution.
+
+The policy sees the last ``n_obs_steps`` observations (the first one repeated at the start,
+as in training), predicts a chunk, and the env executes ``n_action_steps`` of it starting
+at ``action_start_index`` before the policy is asked again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+import numpy as np
+
+from ..runtime import ModelContractError, OnnxPolicy
+from .env import FR3TaskEnv
+from .tasks import Task
+
+PolicyFn = Callable[[np.ndarray], np.ndarray]  # obs [1, To, obs_dim] -> actions [1, H, A]
+
+
+def check_model_fits_task(meta: dict[str, Any], task: Task) -> None:
+    """Refuse a model whose observations or actions do not match the task, before anything moves."""
+    spec = task.spec
+    problems = []
+    expected_obs = {k: v for k, v in spec.obs_dims.items()}
+    model_obs = {k: meta.get("obs_dims", {}).get(k) for k in meta.get("obs_keys", [])}
+    missing = [k for k in model_obs if k not in expected_obs]
+    if missing:
+        problems.append(f"model observes {missing}, which task {spec.name} does not provide")
+    wrong = [k for k, d in model_obs.items() if k in expected_obs and expected_obs[k] != d]
+    if wrong:
+        problems.append(f"observation dims differ for {wrong}")
+    if meta.get("action_dim") != 7:
+        problems.append(f"model has action_dim {meta.get('action_dim')}, task {spec.name} takes 7 joint targets")
+    rate = meta.get("rate_hz")
+    if rate is not None and abs(float(rate) - spec.control_hz) > 1e-6:
+        problems.append(f"model was trained at {rate} Hz, task runs at {spec.control_hz} Hz")
+    if problems:
+        raise ModelContractError(f"model does not fit task {spec.name}: " + "; ".join(problems))
+
+
+def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps: int, n_action_steps: int,
+            action_start: int, seed: int) -> dict[str, Any]:
+    """One seeded episode; returns success, final tip error (mm), time to success (s) or None."""
+    obs = env.reset(seed)
+    history: deque[np.ndarray] = deque(maxlen=n_obs_steps)
+    vec = np.concatenate([obs[k] for k in obs_keys]).astype(np.float32)
+    history.extend([vec] * n_obs_steps)
+    info: dict[str, Any] = {"success": False, "done": False}
+    while not info["done"]:
+        chunk = policy(np.stack(history)[None])[0]
+        for action in chunk[action_start:action_start + n_action_steps]:
+            obs, info = env.step(action)
+            history.append(np.concatenate([obs[k] for k in obs_keys]).astype(np.float32))
+            if info["done"]:
+                break
+    err_mm = 1000 * env.task.tip_error(env.tip_pose()[0], env.params)
+    return {"seed": seed, "success": bool(info["success"]), "final_error_mm": err_mm,
+            "time_to_success_s": env.time if info["success"] else None}
+
+
+def evaluate_onnx(model_path: str, task: str, seeds: list[int]) -> list[dict[str, Any]]:
+    """Evaluate an exported model on ``seeds`` (one process; see the batch runner for parallelism)."""
+    env = FR3TaskEnv(task)
+    model = OnnxPolicy(model_path, intra_op_threads=1)
+    check_model_fits_task(model.metadata, env.task)
+    m = model.metadata
+    results = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed + 1)  # the sampler's noise is seeded too: episodes replay exactly
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            return model(obs, rng.standard_normal((1, *model.noise_shape), dtype=np.float32))
+
+        results.append(rollout(env, policy, m["obs_keys"], m["n_obs_steps"], m["n_action_steps"],
+                               m["action_start_index"], seed))
+    return results
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval for a success rate."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    return float(centre - half), float(centre + half)

@@ -1,0 +1,95 @@
+"""Scripted demonstrator: human-like, multimodal demonstrations through the real task env.
+
+Strategies (chosen at random, so the data is multimodal): a direct approach, an approach
+from above, and a sideways approach from the left or right. Each demonstration varies its
+speed, adds small command noise in transit and, now and then, overshoots the goal and
+recovers, the way a teleoperator does. Waypoints are solved with damped-least-squares IK
+on franky-sim's own FR3 kinematics (the tool-tip frame libfranka reports).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.episodes import Episode
+from .env import FR3TaskEnv
+
+STRATEGIES = ("direct", "from_above", "from_left", "from_right")
+
+
+def solve_ik(env: FR3TaskEnv, q_start: np.ndarray, pos: np.ndarray, rot: np.ndarray, iters: int = 200,
+             damping: float = 1e-3) -> np.ndarray:
+    """Joint angles placing the tool tip at ``pos`` with orientation ``rot`` (DLS IK from ``q_start``)."""
+    import pinocchio as pin
+
+    q = q_start.copy()
+    eye = np.eye(7)
+    for _ in range(iters):
+        pose = env.robot.kinematics(q)
+        err = np.concatenate([pos - pose.translation, pin.log3(rot @ pose.rotation.T)])
+        if np.linalg.norm(err[:3]) < 1e-5 and np.linalg.norm(err[3:]) < 1e-4:
+            break
+        jac = np.stack([env.robot.d_kinematics(q, eye[i]) for i in range(7)], axis=1)  # [6, 7], world-aligned
+        q = q + jac.T @ np.linalg.solve(jac @ jac.T + damping * np.eye(6), err)
+    return q
+
+
+def _min_jerk(n: int) -> np.ndarray:
+    s = np.linspace(0.0, 1.0, n + 1)[1:]
+    return 10 * s**3 - 15 * s**4 + 6 * s**5
+
+
+def plan_reach(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = None) -> list[np.ndarray]:
+    """Joint-target sequence (one per control step) that reaches the task's goal and holds it."""
+    strategy = strategy or STRATEGIES[rng.integers(len(STRATEGIES))]
+    q0 = env.q
+    _, rot = env.robot.kinematics(q0).translation, env.robot.kinematics(q0).rotation
+    goal = env.task.goal_tip_position(env.params)
+    offsets = {"direct": None, "from_above": np.array([0.0, 0.0, 0.10]),
+               "from_left": np.array([0.0, 0.10, 0.02]), "from_right": np.array([0.0, -0.10, 0.02])}
+    points = []
+    if offsets[strategy] is not None:
+        points.append(goal + offsets[strategy] * rng.uniform(0.8, 1.2))
+    if rng.random() < 0.15:  # overshoot and recover
+        points.append(goal + rng.normal(0.0, 1.0, 3) / np.sqrt(3) * rng.uniform(0.015, 0.03))
+    points.append(goal)
+    hz = env.spec.control_hz
+    plan: list[np.ndarray] = []
+    q = q0
+    for i, p in enumerate(points):
+        q_next = solve_ik(env, q, p, rot)
+        dist = np.linalg.norm(p - env.robot.kinematics(q).translation)
+        duration = max(0.6, dist / rng.uniform(0.15, 0.3))  # 15-30 cm/s, a calm operator
+        n = max(2, int(round(duration * hz)))
+        last = i == len(points) - 1
+        for s in _min_jerk(n):
+            target = q + (q_next - q) * s
+            if not (last and s > 0.7):
+                target = target + rng.normal(0.0, 0.002, 7)
+            plan.append(target)
+        q = q_next
+    hold_steps = int(np.ceil((env.spec.hold_s + 0.3) * hz))
+    plan.extend([q.copy()] * hold_steps)
+    return plan
+
+
+def run_demonstration(env: FR3TaskEnv, seed: int, strategy: str | None = None) -> tuple[Episode, bool]:
+    """Record one scripted demonstration: (episode with obs and joint-target actions, success)."""
+    rng = np.random.default_rng(seed + 1_000_000)
+    obs = env.reset(seed)
+    plan = plan_reach(env, rng, strategy)
+    keys = list(env.spec.obs_dims)
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    actions, stamps = [], []
+    info = {"success": False}
+    for target in plan:
+        for k in keys:
+            rows[k].append(obs[k])
+        actions.append(target)
+        stamps.append(env.time)
+        obs, info = env.step(target)
+        if info["done"]:
+            break
+    ep = Episode(obs={k: np.asarray(v, dtype=np.float32) for k, v in rows.items()},
+                 action=np.asarray(actions, dtype=np.float32), timestamp=np.asarray(stamps), name=f"seed_{seed}")
+    return ep, bool(info["success"])
