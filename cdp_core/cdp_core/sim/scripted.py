@@ -68,7 +68,8 @@ def plan_reach(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None =
                 target = target + rng.normal(0.0, 0.002, 7)
             plan.append(target)
         q = q_next
-    hold_steps = int(np.ceil((env.spec.hold_s + 0.3) * hz))
+    # Hold well past the success window: a policy learns to stay only from data that stays.
+    hold_steps = int(np.ceil((env.spec.hold_s + 1.0) * hz))
     plan.extend([q.copy()] * hold_steps)
     return plan
 
@@ -81,15 +82,16 @@ def run_demonstration(env: FR3TaskEnv, seed: int, strategy: str | None = None) -
     keys = list(env.spec.obs_dims)
     rows: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     actions, stamps = [], []
-    info = {"success": False}
+    success = False
     for target in plan:
         for k in keys:
             rows[k].append(obs[k])
         actions.append(target)
         stamps.append(env.time)
         obs, info = env.step(target)
-        if info["done"]:
+        success = success or info["success"]
+        if env.time >= env.spec.time_limit_s - 1e-9:  # record the whole plan, hold included
             break
     ep = Episode(obs={k: np.asarray(v, dtype=np.float32) for k, v in rows.items()},
                  action=np.asarray(actions, dtype=np.float32), timestamp=np.asarray(stamps), name=f"seed_{seed}")
-    return ep, bool(info["success"])
+    return ep, success
