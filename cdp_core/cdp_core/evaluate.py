@@ -50,6 +50,7 @@ def action_dispersion(sample: Callable[[np.ndarray, np.ndarray], np.ndarray], ob
     n = obs.shape[0]
     rep_obs = np.repeat(obs, seeds, axis=0)
     noise = rng.standard_normal((n * seeds, *noise_shape)).astype(np.float32)
-    acts = sample(rep_obs, noise).reshape(n, seeds, *noise_shape)
-    std = acts.std(axis=1)  # [n, H, A]
+    acts = sample(rep_obs, noise)
+    acts = acts.reshape(n, seeds, *acts.shape[1:])  # the sampler may return only the executed steps
+    std = acts.std(axis=1)  # [n, steps, A]
     return {"chunk_std": float(std.mean()), "first_step_std": float(std[:, 0].mean())}

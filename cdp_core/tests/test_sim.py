@@ -74,3 +74,25 @@ def test_unknown_task_and_mismatched_model_are_refused():
                            / "toy_cdp.json").read_text())
     with pytest.raises(ModelContractError, match=r"agent_pos.*action_dim 2"):
         check_model_fits_task(toy_meta, get_task("reach_precise"))
+
+
+def test_tiny_grid_runs_resumes_and_reports(tmp_path):
+    from cdp_core.sim.grid import GridConfig, run_grid
+
+    cfg = GridConfig(task="reach_precise", demos=[2], seeds=[0], steps=[1, 2], gammas=[0.0, 0.1], episodes=2,
+                     workers=1, train_overrides=["data.horizon=8", "data.n_action_steps=4", "model.denoiser=mlp",
+                                                 "model.mlp_hidden=32", "train.steps=10", "train.progress=false",
+                                                 "contraction.every=1"])
+    report = run_grid(cfg, tmp_path / "work", tmp_path / "report", progress=False)
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert len(results["cells"]) == 4 and (tmp_path / "report" / "grid.png").exists()
+    assert "| CDP 0.1 | 2 | 2 |" in report.read_text()
+    # a killed grid continues: drop one cell, re-run, only that cell is evaluated again
+    ckpt = tmp_path / "work" / "runs" / "gamma0.1_demos2_seed0" / "checkpoints" / "latest.pt"
+    mtime = ckpt.stat().st_mtime
+    del results["cells"]["gamma=0.1/demos=2/seed=0/steps=2"]
+    (tmp_path / "report" / "results.json").write_text(json.dumps(results))
+    run_grid(cfg, tmp_path / "work", tmp_path / "report", progress=False)
+    again = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert len(again["cells"]) == 4 and ckpt.stat().st_mtime == mtime
+    assert again["cells"]["gamma=0/demos=2/seed=0/steps=1"] == results["cells"]["gamma=0/demos=2/seed=0/steps=1"]

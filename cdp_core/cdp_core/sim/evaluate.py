@@ -14,7 +14,7 @@ import numpy as np
 
 from ..runtime import ModelContractError, OnnxPolicy
 from .env import FR3TaskEnv
-from .tasks import Task
+from .tasks import Task, get_task
 
 PolicyFn = Callable[[np.ndarray], np.ndarray]  # obs [1, To, obs_dim] -> actions [1, H, A]
 
@@ -60,22 +60,92 @@ def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps:
             "time_to_success_s": env.time if info["success"] else None}
 
 
+def _seeded_policy(model: OnnxPolicy, seed: int) -> PolicyFn:
+    rng = np.random.default_rng(seed + 1)  # the sampler's noise is seeded too: episodes replay exactly
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return model(obs, rng.standard_normal((obs.shape[0], *model.noise_shape), dtype=np.float32))
+
+    return policy
+
+
 def evaluate_onnx(model_path: str, task: str, seeds: list[int]) -> list[dict[str, Any]]:
-    """Evaluate an exported model on ``seeds`` (one process; see the batch runner for parallelism)."""
+    """Evaluate an exported model on ``seeds`` in this process."""
     env = FR3TaskEnv(task)
     model = OnnxPolicy(model_path, intra_op_threads=1)
     check_model_fits_task(model.metadata, env.task)
     m = model.metadata
-    results = []
-    for seed in seeds:
-        rng = np.random.default_rng(seed + 1)  # the sampler's noise is seeded too: episodes replay exactly
+    return [rollout(env, _seeded_policy(model, seed), m["obs_keys"], m["n_obs_steps"], m["n_action_steps"],
+                    m["action_start_index"], seed) for seed in seeds]
 
-        def policy(obs: np.ndarray) -> np.ndarray:
-            return model(obs, rng.standard_normal((1, *model.noise_shape), dtype=np.float32))
 
-        results.append(rollout(env, policy, m["obs_keys"], m["n_obs_steps"], m["n_action_steps"],
-                               m["action_start_index"], seed))
-    return results
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(model_path: str, task: str) -> None:
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER["env"] = FR3TaskEnv(task)
+    _WORKER["model"] = OnnxPolicy(model_path, intra_op_threads=1)
+
+
+def _run_seed(seed: int) -> dict[str, Any]:
+    model, m = _WORKER["model"], _WORKER["model"].metadata
+    return rollout(_WORKER["env"], _seeded_policy(model, seed), m["obs_keys"], m["n_obs_steps"], m["n_action_steps"],
+                   m["action_start_index"], seed)
+
+
+def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 0,
+                   dispersion_obs: int = 4, dispersion_seeds: int = 16, progress: bool = False) -> dict[str, Any]:
+    """Batch evaluation: seeded episodes in parallel processes, then summary metrics.
+
+    Returns success rate with a 95 % Wilson interval, final tip error (mm), time to success,
+    action dispersion across noise seeds at the episodes' first observations (rad, std of
+    the executed joint targets), throughput, and the per-episode rows.
+    """
+    import multiprocessing as mp
+    import os
+    import time
+
+    from tqdm.auto import tqdm
+
+    from ..evaluate import action_dispersion
+
+    model = OnnxPolicy(model_path, intra_op_threads=1)
+    check_model_fits_task(model.metadata, get_task(task))  # refuse before any process starts
+    workers = workers or max(1, min(len(seeds), os.cpu_count() or 1))
+    t0 = time.perf_counter()
+    if workers == 1:
+        _init_worker(model_path, task)
+        rows = [_run_seed(s) for s in tqdm(seeds, desc="eval", disable=not progress)]
+    else:
+        ctx = mp.get_context("spawn")  # MuJoCo and ORT state are not fork-safe
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(model_path, task)) as pool:
+            rows = list(tqdm(pool.imap(_run_seed, seeds), total=len(seeds), desc="eval", disable=not progress))
+    wall = time.perf_counter() - t0
+    m = model.metadata
+    env = FR3TaskEnv(task)
+    first_obs = []
+    for seed in seeds[:dispersion_obs]:
+        obs = env.reset(seed)
+        vec = np.concatenate([obs[k] for k in m["obs_keys"]]).astype(np.float32)
+        first_obs.append(np.stack([vec] * m["n_obs_steps"]))
+    start, n_exec = m["action_start_index"], m["n_action_steps"]
+
+    def executed(o: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        return model(o, noise)[:, start:start + n_exec]
+
+    disp = action_dispersion(executed, np.stack(first_obs), model.noise_shape, seeds=dispersion_seeds)
+    wins = sum(r["success"] for r in rows)
+    lo, hi = wilson_interval(wins, len(rows))
+    tts = [r["time_to_success_s"] for r in rows if r["success"]]
+    return {"model": str(model_path), "task": task, "sampler": m["sampler"], "steps": m["steps"], "gamma": m["gamma"],
+            "episodes": len(rows), "success_rate": wins / len(rows), "ci95": [lo, hi],
+            "final_error_mm_median": float(np.median([r["final_error_mm"] for r in rows])),
+            "time_to_success_s_median": float(np.median(tts)) if tts else None,
+            "dispersion_rad": disp["chunk_std"], "episodes_per_minute": 60 * len(rows) / wall, "workers": workers,
+            "rows": rows}
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
