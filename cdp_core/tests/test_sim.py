@@ -21,18 +21,46 @@ def reach_env():
     return FR3TaskEnv("reach_precise")
 
 
-def test_scripted_demonstrator_succeeds_on_randomised_episodes(reach_env):
-    results = [run_demonstration(reach_env, seed)[1] for seed in range(20)]
+@pytest.fixture(scope="module")
+def peg_env():
+    return FR3TaskEnv("peg_insert")
+
+
+@pytest.mark.parametrize("env_name", ["reach_env", "peg_env"])
+def test_scripted_demonstrator_succeeds_on_randomised_episodes(env_name, request):
+    env = request.getfixturevalue(env_name)
+    results = [run_demonstration(env, seed)[1] for seed in range(20)]
     assert sum(results) >= 19, results  # >= 95 %
 
 
-def test_do_nothing_policy_never_succeeds(reach_env):
-    for seed in range(4):
-        reach_env.reset(seed)
+@pytest.mark.parametrize("env_name", ["reach_env", "peg_env"])
+def test_do_nothing_policy_never_succeeds(env_name, request):
+    env = request.getfixturevalue(env_name)
+    for seed in range(2):
+        env.reset(seed)
         info = {"done": False}
         while not info["done"]:
-            _, info = reach_env.step(HOME_Q)
-        assert not info["success"] and reach_env.time >= reach_env.spec.time_limit_s - 1e-6
+            _, info = env.step(HOME_Q)
+        assert not info["success"] and env.time >= env.spec.time_limit_s - 1e-6
+
+
+@pytest.mark.parametrize("offset_mm, inserted", [(0.0, True), (4.0, False)])
+def test_peg_hole_clearance_is_physical(peg_env, offset_mm, inserted):
+    """A centred slow push goes in; 4 mm off (clearance is 1.5 mm a side) the rim stops the peg."""
+    from cdp_core.sim.scripted import _rot_z, solve_ik
+
+    env = peg_env
+    env.reset(5)
+    p = env.params
+    rot = _rot_z(p["yaw"]) @ env.robot.kinematics(env.q).rotation
+    shift = np.array([np.cos(p["yaw"]), np.sin(p["yaw"]), 0.0]) * offset_mm / 1000
+    q = env.q
+    for z in [*np.linspace(0.03, 0.012, 10), *np.linspace(0.012, -0.035, 20), -0.035, -0.035]:
+        q = solve_ik(env, q, p["hole_pos"] + shift + np.array([0, 0, z]) - env.task.tip_offset * rot[:, 2], rot)
+        _, info = env.step(q)
+    depth_mm = 1000 * (p["hole_pos"][2] - env.tip_position()[2])
+    assert info["success"] == inserted
+    assert (depth_mm > 30) if inserted else (depth_mm < 2)
 
 
 def test_episodes_are_seeded(reach_env):
@@ -68,7 +96,7 @@ def test_rollout_replays_a_policy_and_measures_success(reach_env):
 
 
 def test_unknown_task_and_mismatched_model_are_refused():
-    with pytest.raises(UnknownTaskError, match="known tasks: reach_precise"):
+    with pytest.raises(UnknownTaskError, match="known tasks: peg_insert, reach_precise"):
         get_task("peg")
     toy_meta = json.loads((__import__("pathlib").Path(__file__).resolve().parents[2] / "models" / "default"
                            / "toy_cdp.json").read_text())

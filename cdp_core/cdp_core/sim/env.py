@@ -32,6 +32,10 @@ class FR3TaskEnv:
         self.home_jitter = home_jitter
         self.sim = MujocoSimulator()
         self.robot = self.sim.add_robot(initial_q=tuple(HOME_Q))
+        hand = self.sim.worldbody.find(".//body[@name='robot0_hand']")
+        if hand is None:  # franky-sim renamed its bodies: the task scene would be wrong, not just ugly
+            raise RuntimeError("franky-sim's FR3 model has no body 'robot0_hand'")
+        self.task.add_to_hand(hand)
         self.task.add_to_scene(self.sim.worldbody)
         self.sim.init()
         self.sim.start()
@@ -58,6 +62,11 @@ class FR3TaskEnv:
         pose = self.robot.kinematics(self.q)
         quat = _rot_to_quat(pose.rotation)
         return np.array(pose.translation), quat
+
+    def tip_position(self) -> np.ndarray:
+        """The task's tool tip (the peg's tip for peg_insert), base frame."""
+        pose = self.robot.kinematics(self.q)
+        return np.array(pose.translation) + pose.rotation[:, 2] * self.task.tip_offset
 
     def observe(self) -> dict[str, np.ndarray]:
         pos, quat = self.tip_pose()
@@ -91,9 +100,11 @@ class FR3TaskEnv:
             self.robot.joint_position_control(target)
             self.sim.step()
             if (k + 1) % CHECK_EVERY == 0:
-                err = self.task.tip_error(self.tip_pose()[0], self.params)
-                self.hold = self.hold + CHECK_EVERY * PHYSICS_DT if err <= self.spec.success_tol_m else 0.0
-                if self.hold >= self.spec.hold_s - 1e-9:
+                tip = self.tip_position()
+                err = self.task.tip_error(tip, self.params)
+                ok = self.task.tip_ok(tip, self.params)
+                self.hold = self.hold + CHECK_EVERY * PHYSICS_DT if ok else 0.0
+                if ok and self.hold >= self.spec.hold_s - 1e-9:
                     self.success = True
         self.time += self.substeps * PHYSICS_DT
         done = self.success or self.time >= self.spec.time_limit_s - 1e-9

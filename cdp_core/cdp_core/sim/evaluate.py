@@ -55,7 +55,7 @@ def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps:
             history.append(np.concatenate([obs[k] for k in obs_keys]).astype(np.float32))
             if info["done"]:
                 break
-    err_mm = 1000 * env.task.tip_error(env.tip_pose()[0], env.params)
+    err_mm = 1000 * env.task.tip_error(env.tip_position(), env.params)
     return {"seed": seed, "success": bool(info["success"]), "final_error_mm": err_mm,
             "time_to_success_s": env.time if info["success"] else None}
 

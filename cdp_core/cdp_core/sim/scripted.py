@@ -1,7 +1,8 @@
 """Scripted demonstrator: human-like, multimodal demonstrations through the real task env.
 
 Strategies (chosen at random, so the data is multimodal): a direct approach, an approach
-from above, and a sideways approach from the left or right. Each demonstration varies its
+from above, and a sideways approach from the left or right; then the task's own final
+waypoints (reach: the target; peg: line up above the hole, then insert slowly). Each demonstration varies its
 speed, adds small command noise in transit and, now and then, overshoots the goal and
 recovers, the way a teleoperator does. Waypoints are solved with damped-least-squares IK
 on franky-sim's own FR3 kinematics (the tool-tip frame libfranka reports).
@@ -39,35 +40,45 @@ def _min_jerk(n: int) -> np.ndarray:
     return 10 * s**3 - 15 * s**4 + 6 * s**5
 
 
-def plan_reach(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = None) -> list[np.ndarray]:
-    """Joint-target sequence (one per control step) that reaches the task's goal and holds it."""
+def _rot_z(yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = None) -> list[np.ndarray]:
+    """Joint-target sequence (one per control step) that solves the task and then holds still."""
     strategy = strategy or STRATEGIES[rng.integers(len(STRATEGIES))]
+    task, params = env.task, env.params
     q0 = env.q
-    _, rot = env.robot.kinematics(q0).translation, env.robot.kinematics(q0).rotation
-    goal = env.task.goal_tip_position(env.params)
+    rot = _rot_z(task.goal_yaw(params)) @ env.robot.kinematics(q0).rotation
+    final = task.final_points(params)
+    first = final[0][0]
     offsets = {"direct": None, "from_above": np.array([0.0, 0.0, 0.10]),
-               "from_left": np.array([0.0, 0.10, 0.02]), "from_right": np.array([0.0, -0.10, 0.02])}
-    points = []
+               "from_left": np.array([0.0, 0.10, 0.04]), "from_right": np.array([0.0, -0.10, 0.04])}
+    speed = rng.uniform(0.15, 0.3)  # 15-30 cm/s, a calm operator
+    points: list[tuple[np.ndarray, float]] = []
     if offsets[strategy] is not None:
-        points.append(goal + offsets[strategy] * rng.uniform(0.8, 1.2))
-    if rng.random() < 0.15:  # overshoot and recover
-        points.append(goal + rng.normal(0.0, 1.0, 3) / np.sqrt(3) * rng.uniform(0.015, 0.03))
-    points.append(goal)
+        points.append((first + offsets[strategy] * rng.uniform(0.8, 1.2), speed))
+    if rng.random() < 0.15:  # miss, then recover
+        miss = rng.normal(0.0, 1.0, 3)
+        miss[2] = abs(miss[2])
+        points.append((first + miss / np.linalg.norm(miss) * rng.uniform(0.006, 0.02), speed))
+    points.extend((p, v or speed) for p, v in final)
     hz = env.spec.control_hz
+    offset = task.tip_offset * rot[:, 2]  # tip = TCP + offset: IK places the TCP
     plan: list[np.ndarray] = []
     q = q0
-    for i, p in enumerate(points):
-        q_next = solve_ik(env, q, p, rot)
-        dist = np.linalg.norm(p - env.robot.kinematics(q).translation)
-        duration = max(0.6, dist / rng.uniform(0.15, 0.3))  # 15-30 cm/s, a calm operator
-        n = max(2, int(round(duration * hz)))
-        last = i == len(points) - 1
+    tip = env.tip_position()
+    for i, (p, v) in enumerate(points):
+        q_next = solve_ik(env, q, p - offset, rot)
+        n = max(2, int(round(max(0.6, np.linalg.norm(p - tip) / v) * hz)))
+        precise = i >= len(points) - len(final)  # no command noise while lining up and inserting
         for s in _min_jerk(n):
             target = q + (q_next - q) * s
-            if not (last and s > 0.7):
+            if not precise:
                 target = target + rng.normal(0.0, 0.002, 7)
             plan.append(target)
-        q = q_next
+        q, tip = q_next, p
     # Hold well past the success window: a policy learns to stay only from data that stays.
     hold_steps = int(np.ceil((env.spec.hold_s + 1.0) * hz))
     plan.extend([q.copy()] * hold_steps)
@@ -78,7 +89,7 @@ def run_demonstration(env: FR3TaskEnv, seed: int, strategy: str | None = None) -
     """Record one scripted demonstration: (episode with obs and joint-target actions, success)."""
     rng = np.random.default_rng(seed + 1_000_000)
     obs = env.reset(seed)
-    plan = plan_reach(env, rng, strategy)
+    plan = plan_demo(env, rng, strategy)
     keys = list(env.spec.obs_dims)
     rows: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     actions, stamps = [], []

@@ -42,6 +42,12 @@ class Task(ABC):
     """One precision task. Subclasses add their bodies to the MJCF scene and define success."""
 
     spec: TaskSpec
+    #: Where the tool tip sits along the TCP's z axis (m): 0 for the bare hand, the peg's
+    #: protrusion below the fingertips for peg_insert.
+    tip_offset: float = 0.0
+
+    def add_to_hand(self, hand: ET.Element) -> None:
+        """Append bodies carried by the hand (called with the robot's hand body element)."""
 
     @abstractmethod
     def add_to_scene(self, worldbody: ET.Element) -> None:
@@ -64,8 +70,20 @@ class Task(ABC):
         """Where the tool tip must end up (world frame, metres)."""
 
     def tip_error(self, tip: np.ndarray, params: dict[str, Any]) -> float:
-        """Distance that the success test thresholds (metres)."""
+        """Distance from the tool tip to where it must end up (metres): the reported precision error."""
         return float(np.linalg.norm(tip - self.goal_tip_position(params)))
+
+    def tip_ok(self, tip: np.ndarray, params: dict[str, Any]) -> bool:
+        """Whether the tip satisfies the success condition at this instant (held for ``spec.hold_s``)."""
+        return self.tip_error(tip, params) <= self.spec.success_tol_m
+
+    def goal_yaw(self, params: dict[str, Any]) -> float:
+        """Rotation about the vertical the tool must take at the goal (rad)."""
+        return 0.0
+
+    def final_points(self, params: dict[str, Any]) -> list[tuple[np.ndarray, float]]:
+        """The demonstrator's last tip waypoints with their speeds (m/s): the part every strategy shares."""
+        return [(self.goal_tip_position(params), 0.0)]  # 0: the demonstrator's own approach speed
 
 
 class ReachPrecise(Task):
@@ -96,7 +114,89 @@ class ReachPrecise(Task):
         return np.asarray(params["target_pos"])
 
 
-TASKS: dict[str, type[Task]] = {"reach_precise": ReachPrecise}
+def _yaw_quat(yaw: float) -> np.ndarray:
+    return np.array([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)])  # x, y, z, w
+
+
+class PegInsert(Task):
+    """Insert a square peg held by the hand into a hole of a fixture placed at a random pose on the table.
+
+    Peg 20 mm square protruding 50 mm below the fingertips; hole 23 mm square (1.5 mm clearance
+    per side, 3 mm in total) and 50 mm deep in a fixture whose top is 60 mm above the table.
+    Success: the peg tip is inside the hole's footprint and at least 20 mm below its rim.
+    """
+
+    spec = TaskSpec("peg_insert", time_limit_s=12.0, control_hz=10.0, task_obs={"hole_pose": 7},
+                    success_tol_m=0.0115, hold_s=0.0)
+    tip_offset = 0.05
+    peg_half = 0.010
+    hole_half = 0.0115
+    top_z = 0.06
+    depth = 0.05
+    insert_m = 0.02
+    low = np.array([0.45, -0.15, -np.pi / 6])
+    high = np.array([0.60, 0.15, np.pi / 6])
+
+    def add_to_hand(self, hand: ET.Element) -> None:
+        # In the hand frame the TCP is at z = 0.1034 (franky-sim's default EE offset); the peg
+        # runs from between the fingers to tip_offset below the TCP. contype 2 collides only
+        # with the fixture, not the fingers or the table.
+        top, tip = 0.08, 0.1034 + self.tip_offset
+        peg = ET.SubElement(hand, "body", name="task_peg", pos=f"0 0 {(top + tip) / 2}")
+        ET.SubElement(peg, "geom", type="box", size=f"{self.peg_half} {self.peg_half} {(tip - top) / 2}",
+                      rgba="0.9 0.6 0.1 1", contype="2", conaffinity="2", mass="0.03", friction="0.3 0.005 0.0001")
+        ET.SubElement(peg, "site", name="task_peg_tip", pos=f"0 0 {(tip - top) / 2}", size="0.002")
+
+    def add_to_scene(self, worldbody: ET.Element) -> None:
+        fixture = ET.SubElement(worldbody, "body", name="task_fixture", pos="0.5 0 0", mocap="true")
+        outer, wall = 0.05, 0.05 - self.hole_half
+        z_wall = self.top_z - self.depth / 2
+        base_h = self.top_z - self.depth
+        common = {"contype": "2", "conaffinity": "2", "rgba": "0.3 0.35 0.45 1", "friction": "0.3 0.005 0.0001"}
+        ET.SubElement(fixture, "geom", type="box", size=f"{outer} {outer} {base_h / 2}", pos=f"0 0 {base_h / 2}",
+                      **common)
+        c = self.hole_half + wall / 2
+        for x, y, sx, sy in ((c, 0, wall / 2, outer), (-c, 0, wall / 2, outer),
+                             (0, c, self.hole_half, wall / 2), (0, -c, self.hole_half, wall / 2)):
+            ET.SubElement(fixture, "geom", type="box", size=f"{sx} {sy} {self.depth / 2}", pos=f"{x} {y} {z_wall}",
+                          **common)
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        x, y, yaw = rng.uniform(self.low, self.high)
+        return {"hole_pos": np.array([x, y, self.top_z]), "yaw": float(yaw)}
+
+    def apply(self, model: Any, data: Any, params: dict[str, Any]) -> None:
+        import mujoco
+
+        body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "task_fixture")
+        mid = model.body_mocapid[body]
+        data.mocap_pos[mid] = [params["hole_pos"][0], params["hole_pos"][1], 0.0]
+        x, y, z, w = _yaw_quat(params["yaw"])
+        data.mocap_quat[mid] = [w, x, y, z]
+
+    def task_observation(self, params: dict[str, Any]) -> dict[str, np.ndarray]:
+        return {"hole_pose": np.concatenate([params["hole_pos"], _yaw_quat(params["yaw"])])}
+
+    def goal_tip_position(self, params: dict[str, Any]) -> np.ndarray:
+        return params["hole_pos"] - np.array([0.0, 0.0, self.insert_m])
+
+    def goal_yaw(self, params: dict[str, Any]) -> float:
+        return float(params["yaw"])
+
+    def final_points(self, params: dict[str, Any]) -> list[tuple[np.ndarray, float]]:
+        # line up 12 mm above the rim, then push in slowly to 35 mm depth (success needs 20 mm)
+        top = params["hole_pos"]
+        return [(top + np.array([0.0, 0.0, 0.012]), 0.0), (top - np.array([0.0, 0.0, 0.035]), 0.03)]
+
+    def tip_ok(self, tip: np.ndarray, params: dict[str, Any]) -> bool:
+        yaw = params["yaw"]
+        d = tip[:2] - params["hole_pos"][:2]
+        local = np.array([np.cos(yaw) * d[0] + np.sin(yaw) * d[1], -np.sin(yaw) * d[0] + np.cos(yaw) * d[1]])
+        inside = bool(np.all(np.abs(local) <= self.hole_half))
+        return inside and tip[2] <= params["hole_pos"][2] - self.insert_m
+
+
+TASKS: dict[str, type[Task]] = {"reach_precise": ReachPrecise, "peg_insert": PegInsert}
 
 
 def get_task(name: str) -> Task:
