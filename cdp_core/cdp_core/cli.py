@@ -106,7 +106,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     get_task(args.task)
     seeds = list(range(args.seed, args.seed + args.episodes))
-    summary = evaluate_model(args.model, args.task, seeds, workers=args.workers, progress=True)
+    summary = evaluate_model(args.model, args.task, seeds, workers=args.workers, progress=True,
+                             n_action_steps=args.n_action_steps)
     if not args.verbose:
         summary.pop("rows")
     print(json.dumps(summary, indent=2))
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--episodes", type=int, default=20)
     v.add_argument("--seed", type=int, default=10_000, help="first episode seed (demos use 0..)")
     v.add_argument("--workers", type=int, default=0, help="parallel processes (0 = one per CPU core)")
+    v.add_argument("--n-action-steps", type=int, help="actions executed per chunk (default: the model's)")
     v.add_argument("--verbose", action="store_true", help="include every episode's result")
     v.set_defaults(fn=_cmd_eval)
 

@@ -82,27 +82,30 @@ def evaluate_onnx(model_path: str, task: str, seeds: list[int]) -> list[dict[str
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(model_path: str, task: str) -> None:
+def _init_worker(model_path: str, task: str, n_action_steps: int | None) -> None:
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER["env"] = FR3TaskEnv(task)
     _WORKER["model"] = OnnxPolicy(model_path, intra_op_threads=1)
+    _WORKER["n_exec"] = n_action_steps or _WORKER["model"].metadata["n_action_steps"]
 
 
 def _run_seed(seed: int) -> dict[str, Any]:
     model, m = _WORKER["model"], _WORKER["model"].metadata
-    return rollout(_WORKER["env"], _seeded_policy(model, seed), m["obs_keys"], m["n_obs_steps"], m["n_action_steps"],
+    return rollout(_WORKER["env"], _seeded_policy(model, seed), m["obs_keys"], m["n_obs_steps"], _WORKER["n_exec"],
                    m["action_start_index"], seed)
 
 
 def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 0,
-                   dispersion_obs: int = 4, dispersion_seeds: int = 16, progress: bool = False) -> dict[str, Any]:
+                   dispersion_obs: int = 4, dispersion_seeds: int = 16, progress: bool = False,
+                   n_action_steps: int | None = None) -> dict[str, Any]:
     """Batch evaluation: seeded episodes in parallel processes, then summary metrics.
 
     Returns success rate with a 95 % Wilson interval, final tip error (mm), time to success,
     action dispersion across noise seeds at the episodes' first observations (rad, std of
-    the executed joint targets), throughput, and the per-episode rows.
+    the executed joint targets), throughput, and the per-episode rows. ``n_action_steps``
+    overrides how many actions of each chunk run before replanning (default: the model's).
     """
     import multiprocessing as mp
     import os
@@ -114,14 +117,18 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
 
     model = OnnxPolicy(model_path, intra_op_threads=1)
     check_model_fits_task(model.metadata, get_task(task))  # refuse before any process starts
+    n_exec = n_action_steps or model.metadata["n_action_steps"]
+    if not 1 <= n_exec <= model.metadata["horizon"] - model.metadata["action_start_index"]:
+        raise ValueError(f"n_action_steps {n_exec} does not fit the model's chunk "
+                         f"(horizon {model.metadata['horizon']}, start {model.metadata['action_start_index']})")
     workers = workers or max(1, min(len(seeds), os.cpu_count() or 1))
     t0 = time.perf_counter()
     if workers == 1:
-        _init_worker(model_path, task)
+        _init_worker(model_path, task, n_exec)
         rows = [_run_seed(s) for s in tqdm(seeds, desc="eval", disable=not progress)]
     else:
         ctx = mp.get_context("spawn")  # MuJoCo and ORT state are not fork-safe
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(model_path, task)) as pool:
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(model_path, task, n_exec)) as pool:
             rows = list(tqdm(pool.imap(_run_seed, seeds), total=len(seeds), desc="eval", disable=not progress))
     wall = time.perf_counter() - t0
     m = model.metadata
@@ -131,7 +138,7 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
         obs = env.reset(seed)
         vec = np.concatenate([obs[k] for k in m["obs_keys"]]).astype(np.float32)
         first_obs.append(np.stack([vec] * m["n_obs_steps"]))
-    start, n_exec = m["action_start_index"], m["n_action_steps"]
+    start = m["action_start_index"]
 
     def executed(o: np.ndarray, noise: np.ndarray) -> np.ndarray:
         return model(o, noise)[:, start:start + n_exec]
@@ -141,7 +148,7 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
     lo, hi = wilson_interval(wins, len(rows))
     tts = [r["time_to_success_s"] for r in rows if r["success"]]
     return {"model": str(model_path), "task": task, "sampler": m["sampler"], "steps": m["steps"], "gamma": m["gamma"],
-            "episodes": len(rows), "success_rate": wins / len(rows), "ci95": [lo, hi],
+            "n_action_steps": n_exec, "episodes": len(rows), "success_rate": wins / len(rows), "ci95": [lo, hi],
             "final_error_mm_median": float(np.median([r["final_error_mm"] for r in rows])),
             "time_to_success_s_median": float(np.median(tts)) if tts else None,
             "dispersion_rad": disp["chunk_std"], "episodes_per_minute": 60 * len(rows) / wall, "workers": workers,
