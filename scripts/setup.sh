@@ -28,6 +28,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   # The CPU wheel of this exact version is what CI and developer machines have; a range
   # would pull the newest CUDA build (gigabytes). The robot PC's Docker image brings CUDA.
   python -m pip install -q "torch==2.13.0"
-  python -m pip install -q -e "cdp_core[sim]" pytest
+  # compat mode puts cdp_core/ on sys.path (a .pth entry), so "import cdp_core" also works when
+  # run from the repository root, where the cdp_core/ folder would otherwise shadow the package.
+  python -m pip install -q -e "cdp_core[sim]" pytest --config-settings editable_mode=compat
   echo "$hash" > "$stamp"
 fi

@@ -69,23 +69,11 @@ def _seeded_policy(model: OnnxPolicy, seed: int) -> PolicyFn:
     return policy
 
 
-def evaluate_onnx(model_path: str, task: str, seeds: list[int]) -> list[dict[str, Any]]:
-    """Evaluate an exported model on ``seeds`` in this process."""
-    env = FR3TaskEnv(task)
-    model = OnnxPolicy(model_path, intra_op_threads=1)
-    check_model_fits_task(model.metadata, env.task)
-    m = model.metadata
-    return [rollout(env, _seeded_policy(model, seed), m["obs_keys"], m["n_obs_steps"], m["n_action_steps"],
-                    m["action_start_index"], seed) for seed in seeds]
-
-
 _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(model_path: str, task: str, n_action_steps: int | None) -> None:
-    import os
-
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    """Per-process state: one env and one single-threaded ORT session, built once."""
     _WORKER["env"] = FR3TaskEnv(task)
     _WORKER["model"] = OnnxPolicy(model_path, intra_op_threads=1)
     _WORKER["n_exec"] = n_action_steps or _WORKER["model"].metadata["n_action_steps"]
