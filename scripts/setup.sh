@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the project needs (later issues add libusb-1.0-0 for pyrealsense2 and
-# libosmesa6 for offscreen MuJoCo rendering here). Only installed when missing.
-APT_PACKAGES=()
+# Debian packages the project needs (later issues add libusb-1.0-0 for pyrealsense2).
+# Only installed when missing.
+APT_PACKAGES=(libosmesa6)  # offscreen MuJoCo rendering (evaluation videos)
 missing=()
 for p in "${APT_PACKAGES[@]+"${APT_PACKAGES[@]}"}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

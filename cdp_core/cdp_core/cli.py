@@ -101,6 +101,10 @@ def _cmd_demos(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.video:
+        from .sim.video import use_offscreen_gl
+
+        use_offscreen_gl()  # before anything imports MuJoCo
     from .sim import get_task
     from .sim.evaluate import evaluate_model
 
@@ -111,6 +115,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not args.verbose:
         summary.pop("rows")
     print(json.dumps(summary, indent=2))
+    if args.video:
+        from .sim.video import record_episode
+
+        for seed in seeds[: args.video_episodes]:
+            record_episode(args.model, args.task, seed, f"{args.video}/{args.task}_seed{seed}.gif",
+                           n_action_steps=args.n_action_steps)
     return 0
 
 
@@ -198,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--workers", type=int, default=0, help="parallel processes (0 = one per CPU core)")
     v.add_argument("--n-action-steps", type=int, help="actions executed per chunk (default: the model's)")
     v.add_argument("--verbose", action="store_true", help="include every episode's result")
+    v.add_argument("--video", help="folder for GIFs of the first --video-episodes episodes (offscreen rendering)")
+    v.add_argument("--video-episodes", type=int, default=1)
     v.set_defaults(fn=_cmd_eval)
 
     g = sub.add_parser("grid", help="DP vs CDP x demos x seeds x steps on a simulated task, with a report")

@@ -124,3 +124,17 @@ def test_tiny_grid_runs_resumes_and_reports(tmp_path):
     again = json.loads((tmp_path / "report" / "results.json").read_text())
     assert len(again["cells"]) == 4 and ckpt.stat().st_mtime == mtime
     assert again["cells"]["gamma=0/demos=2/seed=0/steps=1"] == results["cells"]["gamma=0/demos=2/seed=0/steps=1"]
+
+    # a video of a chosen episode, rendered offscreen through the CLI (which selects OSMesa)
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    model = next((tmp_path / "work" / "models").glob("*.onnx"))
+    r = subprocess.run([sys.executable, "-m", "cdp_core.cli", "eval", "--model", str(model), "--task", "reach_precise",
+                        "--episodes", "1", "--workers", "1", "--video", str(tmp_path / "video")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    gif = next((tmp_path / "video").glob("*.gif"))
+    assert Image.open(gif).n_frames >= 10

@@ -41,9 +41,14 @@ def check_model_fits_task(meta: dict[str, Any], task: Task) -> None:
 
 
 def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps: int, n_action_steps: int,
-            action_start: int, seed: int) -> dict[str, Any]:
-    """One seeded episode; returns success, final tip error (mm), time to success (s) or None."""
+            action_start: int, seed: int, on_step: Callable[[FR3TaskEnv], None] | None = None) -> dict[str, Any]:
+    """One seeded episode; returns success, final tip error (mm), time to success (s) or None.
+
+    ``on_step(env)`` runs after every control step (video recording).
+    """
     obs = env.reset(seed)
+    if on_step:
+        on_step(env)
     history: deque[np.ndarray] = deque(maxlen=n_obs_steps)
     vec = np.concatenate([obs[k] for k in obs_keys]).astype(np.float32)
     history.extend([vec] * n_obs_steps)
@@ -52,6 +57,8 @@ def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps:
         chunk = policy(np.stack(history)[None])[0]
         for action in chunk[action_start:action_start + n_action_steps]:
             obs, info = env.step(action)
+            if on_step:
+                on_step(env)
             history.append(np.concatenate([obs[k] for k in obs_keys]).astype(np.float32))
             if info["done"]:
                 break
@@ -60,7 +67,7 @@ def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps:
             "time_to_success_s": env.time if info["success"] else None}
 
 
-def _seeded_policy(model: OnnxPolicy, seed: int) -> PolicyFn:
+def seeded_policy(model: OnnxPolicy, seed: int) -> PolicyFn:
     rng = np.random.default_rng(seed + 1)  # the sampler's noise is seeded too: episodes replay exactly
 
     def policy(obs: np.ndarray) -> np.ndarray:
@@ -81,7 +88,7 @@ def _init_worker(model_path: str, task: str, n_action_steps: int | None) -> None
 
 def _run_seed(seed: int) -> dict[str, Any]:
     model, m = _WORKER["model"], _WORKER["model"].metadata
-    return rollout(_WORKER["env"], _seeded_policy(model, seed), m["obs_keys"], m["n_obs_steps"], _WORKER["n_exec"],
+    return rollout(_WORKER["env"], seeded_policy(model, seed), m["obs_keys"], m["n_obs_steps"], _WORKER["n_exec"],
                    m["action_start_index"], seed)
 
 
