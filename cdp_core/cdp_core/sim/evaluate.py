@@ -105,6 +105,7 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
     import multiprocessing as mp
     import os
     import time
+    from concurrent.futures import ProcessPoolExecutor
 
     from tqdm.auto import tqdm
 
@@ -122,9 +123,11 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
         _init_worker(model_path, task, n_exec)
         rows = [_run_seed(s) for s in tqdm(seeds, desc="eval", disable=not progress)]
     else:
-        ctx = mp.get_context("spawn")  # MuJoCo and ORT state are not fork-safe
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(model_path, task, n_exec)) as pool:
-            rows = list(tqdm(pool.imap(_run_seed, seeds), total=len(seeds), desc="eval", disable=not progress))
+        # spawn: MuJoCo and ORT state are not fork-safe. An executor (unlike multiprocessing.Pool,
+        # which respawns dying workers forever) fails loudly when a worker cannot start.
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(model_path, task, n_exec)) as pool:
+            rows = list(tqdm(pool.map(_run_seed, seeds), total=len(seeds), desc="eval", disable=not progress))
     wall = time.perf_counter() - t0
     m = model.metadata
     env = FR3TaskEnv(task)
