@@ -131,22 +131,34 @@ def write_plots(cells: dict[str, Any], cfg: GridConfig, out: Path) -> None:
     plt.close(fig)
 
 
+def _pooled_ci(cells: dict[str, Any], gamma: float, demos: int, steps: int) -> tuple[float, float]:
+    from .evaluate import wilson_interval
+
+    group = [c for c in cells.values() if c["gamma"] == gamma and c["demos"] == demos and c["steps"] == steps]
+    wins = sum(round(c["success_rate"] * c["episodes"]) for c in group)
+    return wilson_interval(wins, sum(c["episodes"] for c in group))
+
+
 def write_report(cells: dict[str, Any], cfg: GridConfig, out: Path, task: str) -> Path:
-    """Markdown table: per gamma x demos x steps, mean over seeds (std in brackets)."""
+    """Markdown table: per gamma x demos x steps, mean over seeds (std over seeds when there are several)."""
     lines = [f"# DP vs CDP on `{task}`", "",
              f"Grid: gamma {cfg.gammas} x demos {cfg.demos} x seeds {cfg.seeds} x {cfg.sampler} steps {cfg.steps}; "
-             f"{cfg.episodes} seeded evaluation episodes per cell. Training overrides: {cfg.train_overrides or 'none'}.",
-             "", "| policy | demos | steps | success | final error (mm, median) | dispersion (rad) | episodes/min |",
-             "|---|---|---|---|---|---|---|"]
+             f"{cfg.episodes} seeded evaluation episodes per cell. Training config: {cfg.train_config or 'defaults'}, "
+             f"overrides: {cfg.train_overrides or 'none'}. The 95 % interval pools the episodes of all seeds.",
+             "", "| policy | demos | steps | success | 95 % CI | final error (mm, median) | dispersion (rad) "
+             "| episodes/min |", "|---|---|---|---|---|---|---|---|"]
+    several = len(cfg.seeds) > 1
     for gamma in cfg.gammas:
         name = "DP" if gamma == 0 else f"CDP {gamma:g}"
         for n in cfg.demos:
             for k in cfg.steps:
                 s, s_sd = _aggregate(cells, gamma, n, k, "success_rate")
+                lo, hi = _pooled_ci(cells, gamma, n, k)
                 e, _ = _aggregate(cells, gamma, n, k, "final_error_mm_median")
                 d, _ = _aggregate(cells, gamma, n, k, "dispersion_rad")
                 r, _ = _aggregate(cells, gamma, n, k, "episodes_per_minute")
-                lines.append(f"| {name} | {n} | {k} | {s:.2f} ({s_sd:.2f}) | {e:.1f} | {d:.4f} | {r:.0f} |")
+                success = f"{s:.2f} ({s_sd:.2f})" if several else f"{s:.2f}"
+                lines.append(f"| {name} | {n} | {k} | {success} | {lo:.2f}-{hi:.2f} | {e:.1f} | {d:.4f} | {r:.0f} |")
     lines += ["", "![grid](grid.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
