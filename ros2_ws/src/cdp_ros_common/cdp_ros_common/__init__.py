@@ -1,0 +1,1 @@
+"""Shared pieces of the CDP ROS 2 stack: names, message conversions, parameters, diagnostics."""

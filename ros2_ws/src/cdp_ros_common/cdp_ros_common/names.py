@@ -1,0 +1,28 @@
+"""Frame, joint and topic names of the stack's ROS graph (../shared/ARCHITECTURE.md), in one place."""
+
+#: REP 103/105 base frame: the robot's base link.
+BASE_FRAME = "fr3_link0"
+#: Arm joints, in the order every message and array of the stack uses.
+JOINT_NAMES = [f"fr3_joint{i}" for i in range(1, 8)]
+#: Gripper fingers as published on /joint_states (each finger = half the opening width).
+FINGER_NAMES = ["fr3_finger_joint1", "fr3_finger_joint2"]
+
+# Topics
+JOINT_STATES = "/joint_states"
+EE_POSE = "/franka/ee_pose"
+OBJECT_POSE = "/perception/object_pose"
+POLICY_CHUNK = "/policy/action_chunk"
+TELEOP_COMMAND = "/teleop/command"
+SAFETY_COMMAND = "/safety/command"
+SAFETY_SPEED_SCALE = "/safety/speed_scale"
+SAFETY_INTERVENTION = "/safety/intervention"
+TASK_SUCCESS = "/task/success"
+DIAGNOSTICS = "/diagnostics"
+
+# Services
+POLICY_ENABLE = "/policy/enable"  # std_srvs/SetBool
+SAFETY_ESTOP = "/safety/estop"  # std_srvs/Trigger, latched
+SAFETY_RESET = "/safety/reset"  # std_srvs/Trigger
+DRIVER_RECOVER = "/franka/recover"  # std_srvs/Trigger; never resumes motion by itself
+GRIPPER_MOVE = "/franka/gripper/move"  # std_srvs/SetBool: True = open, False = close
+SIM_RESET_EPISODE = "/sim/reset_episode"  # std_srvs/Trigger
