@@ -20,23 +20,63 @@ PHYSICS_DT = 0.001
 CHECK_EVERY = 10
 
 
+def build_task_simulator(task: Task, initial_q: np.ndarray = HOME_Q) -> tuple[Any, Any]:
+    """franky-sim's MuJoCo FR3 with ``task``'s bodies added: (simulator, robot), not yet initialised.
+
+    The one scene builder of every path: the in-process fast path and the libfranka-protocol
+    server that the ROS stack drives (``cdp_sim``) both call it.
+    """
+    from franky_sim.mujoco_simulator import MujocoSimulator
+
+    sim = MujocoSimulator()
+    robot = sim.add_robot(initial_q=tuple(float(v) for v in initial_q))
+    hand = sim.worldbody.find(".//body[@name='robot0_hand']")
+    if hand is None:  # franky-sim renamed its bodies: the task scene would be wrong, not just ugly
+        raise RuntimeError("franky-sim's FR3 model has no body 'robot0_hand'")
+    task.add_to_hand(hand)
+    task.add_to_scene(sim.worldbody)
+    return sim, robot
+
+
+class SuccessMonitor:
+    """The task's success test over time: the tip must satisfy ``tip_ok`` for ``hold_s`` without a break."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.reset()
+
+    def reset(self) -> None:
+        self.hold = 0.0
+        self.success = False
+        self.error = float("inf")
+
+    def update(self, tip: np.ndarray, params: dict[str, Any], dt: float) -> bool:
+        """Account ``dt`` seconds at tip position ``tip``; returns whether the episode has succeeded."""
+        self.error = self.task.tip_error(tip, params)
+        ok = self.task.tip_ok(tip, params)
+        self.hold = self.hold + dt if ok else 0.0
+        if ok and self.hold >= self.task.spec.hold_s - 1e-9:
+            self.success = True
+        return self.success
+
+
+def tip_position(robot: Any, q: np.ndarray, tip_offset: float) -> np.ndarray:
+    """The task's tool tip in the base frame: the TCP moved ``tip_offset`` along its z axis."""
+    pose = robot.kinematics(q)
+    return np.array(pose.translation) + pose.rotation[:, 2] * tip_offset
+
+
 class FR3TaskEnv:
     """One simulated FR3 with one task; ``reset(seed)`` then ``step(joint_targets)`` until ``done``."""
 
     def __init__(self, task: Task | str, home_jitter: float = 0.05):
         import mujoco
-        from franky_sim.mujoco_simulator import MujocoSimulator
 
         self.task = get_task(task) if isinstance(task, str) else task
         self.spec = self.task.spec
         self.home_jitter = home_jitter
-        self.sim = MujocoSimulator()
-        self.robot = self.sim.add_robot(initial_q=tuple(HOME_Q))
-        hand = self.sim.worldbody.find(".//body[@name='robot0_hand']")
-        if hand is None:  # franky-sim renamed its bodies: the task scene would be wrong, not just ugly
-            raise RuntimeError("franky-sim's FR3 model has no body 'robot0_hand'")
-        self.task.add_to_hand(hand)
-        self.task.add_to_scene(self.sim.worldbody)
+        self.sim, self.robot = build_task_simulator(self.task)
+        self.monitor = SuccessMonitor(self.task)
         self.sim.init()
         self.sim.start()
         self.model, self.data = self.sim.model, self.sim.data
@@ -49,8 +89,10 @@ class FR3TaskEnv:
         self.substeps = int(round(1.0 / (self.spec.control_hz * PHYSICS_DT)))
         self.params: dict[str, Any] = {}
         self.time = 0.0
-        self.hold = 0.0
-        self.success = False
+
+    @property
+    def success(self) -> bool:
+        return self.monitor.success
 
     # --- state ------------------------------------------------------------------------
     @property
@@ -65,8 +107,7 @@ class FR3TaskEnv:
 
     def tip_position(self) -> np.ndarray:
         """The task's tool tip (the peg's tip for peg_insert), base frame."""
-        pose = self.robot.kinematics(self.q)
-        return np.array(pose.translation) + pose.rotation[:, 2] * self.task.tip_offset
+        return tip_position(self.robot, self.q, self.task.tip_offset)
 
     def observe(self) -> dict[str, np.ndarray]:
         pos, quat = self.tip_pose()
@@ -87,7 +128,8 @@ class FR3TaskEnv:
         self.data.qpos[self._finger_adr] = self._finger_q0
         self.task.apply(self.model, self.data, self.params)
         mujoco.mj_forward(self.model, self.data)
-        self.time, self.hold, self.success = 0.0, 0.0, False
+        self.time = 0.0
+        self.monitor.reset()
         return self.observe()
 
     def step(self, joint_targets: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -100,12 +142,8 @@ class FR3TaskEnv:
             self.robot.joint_position_control(target)
             self.sim.step()
             if (k + 1) % CHECK_EVERY == 0:
-                tip = self.tip_position()
-                err = self.task.tip_error(tip, self.params)
-                ok = self.task.tip_ok(tip, self.params)
-                self.hold = self.hold + CHECK_EVERY * PHYSICS_DT if ok else 0.0
-                if ok and self.hold >= self.spec.hold_s - 1e-9:
-                    self.success = True
+                self.monitor.update(self.tip_position(), self.params, CHECK_EVERY * PHYSICS_DT)
+                err = self.monitor.error
         self.time += self.substeps * PHYSICS_DT
         done = self.success or self.time >= self.spec.time_limit_s - 1e-9
         return self.observe(), {"success": self.success, "tip_error": err, "time": self.time, "done": done}

@@ -17,6 +17,7 @@ SAFETY_COMMAND = "/safety/command"
 SAFETY_SPEED_SCALE = "/safety/speed_scale"
 SAFETY_INTERVENTION = "/safety/intervention"
 TASK_SUCCESS = "/task/success"
+TASK_TIP_ERROR = "/task/tip_error"
 DIAGNOSTICS = "/diagnostics"
 
 # Services
@@ -25,4 +26,10 @@ SAFETY_ESTOP = "/safety/estop"  # std_srvs/Trigger, latched
 SAFETY_RESET = "/safety/reset"  # std_srvs/Trigger
 DRIVER_RECOVER = "/franka/recover"  # std_srvs/Trigger; never resumes motion by itself
 GRIPPER_MOVE = "/franka/gripper/move"  # std_srvs/SetBool: True = open, False = close
-SIM_RESET_EPISODE = "/sim/reset_episode"  # std_srvs/Trigger
+SIM_RESET_EPISODE = "/sim/reset_episode"  # std_srvs/Trigger: next seed's object placement
+SIM_START_EPISODE = "/sim/start_episode"  # std_srvs/Trigger: success monitor and episode clock restart
+
+# Cartesian command path (geometry_msgs/PoseStamped targets of the TCP in BASE_FRAME)
+POLICY_CARTESIAN = "/policy/cartesian_command"
+TELEOP_CARTESIAN = "/teleop/cartesian_command"
+SAFETY_CARTESIAN_COMMAND = "/safety/cartesian_command"

@@ -1,0 +1,1 @@
+"""Bringup of the CDP stack: node graph, launchers, episode runner."""

@@ -1,0 +1,143 @@
+"""The node graph described by ``launch/graph.yaml``, resolved for given launch arguments.
+
+Both launchers use this module: ``manipulation.launch.py`` (ros2 launch, launch_ros ``Node``
+actions) and ``cdp-graph`` (one process per node where ROS 2 launch is not installed), so the
+two start the same nodes with the same parameter files and overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class GraphError(ValueError):
+    """graph.yaml is malformed, or a launch argument is unknown or has a bad value."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node to start: what to run and with which parameters."""
+
+    name: str
+    package: str
+    executable: str
+    module: str
+    required: bool
+    start_delay_s: float
+    params_files: tuple[str, ...]
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def ros_args(self) -> list[str]:
+        """The ``--ros-args`` part of the node's command line."""
+        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        for f in self.params_files:
+            args += ["--params-file", f]
+        for k, v in self.overrides.items():
+            args += ["-p", f"{k}:={v}"]
+        return args
+
+
+def default_graph_path() -> Path:
+    """The graph in this source checkout's ``launch/``, else the installed share/cdp_bringup/launch."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "launch" / "graph.yaml"
+        if candidate.is_file() and (parent / "ros2_ws").is_dir():
+            return candidate
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("cdp_bringup")) / "launch" / "graph.yaml"
+    except Exception as exc:  # PackageNotFoundError or no ament index at all
+        raise GraphError(f"cannot find launch/graph.yaml next to {here} or in an ament index ({exc})") from exc
+
+
+def load_graph(path: str | Path | None = None) -> dict[str, Any]:
+    """Read and check graph.yaml."""
+    p = Path(path) if path else default_graph_path()
+    try:
+        graph = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise GraphError(f"cannot read node graph {p}: {exc}") from exc
+    if not isinstance(graph, dict) or not isinstance(graph.get("nodes"), list):
+        raise GraphError(f"{p}: expected a mapping with a 'nodes' list")
+    for key in ("arguments", "params_files"):
+        if not isinstance(graph.get(key, {}), dict):
+            raise GraphError(f"{p}: '{key}' must be a mapping")
+    for i, n in enumerate(graph["nodes"]):
+        missing = [k for k in ("name", "package", "executable", "module") if k not in n]
+        if missing:
+            raise GraphError(f"{p}: node {i} lacks {missing}")
+    graph["_path"] = str(p)
+    return graph
+
+
+def parse_bool(name: str, value: str) -> bool:
+    v = str(value).strip().lower()
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v in ("false", "0", "no", "off"):
+        return False
+    raise GraphError(f"launch argument {name}:={value!r} must be true or false")
+
+
+def resolve_arguments(graph: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
+    """Defaults overlaid with ``given``; an unknown argument is an error listing the known ones."""
+    declared = graph.get("arguments", {})
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise GraphError(f"unknown launch argument(s) {unknown}; known: {sorted(declared)}")
+    out = {k: str(given.get(k, spec.get("default", ""))) for k, spec in declared.items()}
+    for k, spec in declared.items():
+        # File arguments are resolved against the caller's working directory here, once, so every
+        # node (whatever its own working directory) gets the same absolute path.
+        if spec.get("path") and out[k]:
+            out[k] = str(Path(out[k]).expanduser().resolve())
+    return out
+
+
+def resolve(graph: dict[str, Any], given: dict[str, str]) -> list[NodeSpec]:
+    """The nodes to start, in order, for launch arguments ``given`` (name -> string value)."""
+    args = resolve_arguments(graph, given)
+    base = Path(graph["_path"]).parent
+    files_by_cond = graph.get("params_files", {})
+    files: list[str] = []
+    for cond, paths in files_by_cond.items():
+        if cond == "always" or (cond in args and parse_bool(cond, args[cond])):
+            files += [str((base / f).resolve()) for f in paths]
+    for f in files:
+        if not Path(f).is_file():
+            raise GraphError(f"parameter file {f} (named in {graph['_path']}) does not exist")
+    overrides: dict[str, dict[str, str]] = {}
+    for name, spec in graph.get("arguments", {}).items():
+        for target in spec.get("sets", []) or []:
+            node, _, param = target.partition(".")
+            if name in given or "default" in spec:
+                overrides.setdefault(node, {})[param] = args[name]
+    specs = []
+    for n in graph["nodes"]:
+        cond = n.get("when")
+        if cond is not None:
+            if cond not in args:
+                raise GraphError(f"node {n['name']}: 'when: {cond}' is not a launch argument")
+            if not parse_bool(cond, args[cond]):
+                continue
+        specs.append(NodeSpec(name=n["name"], package=n["package"], executable=n["executable"], module=n["module"],
+                              required=bool(n.get("required", False)), start_delay_s=float(n.get("start_delay_s", 0.0)),
+                              params_files=tuple(files), overrides=overrides.get(n["name"], {})))
+    return specs
+
+
+def parse_launch_arguments(items: list[str]) -> dict[str, str]:
+    """``["use_sim:=true", "model:=m.onnx"]`` -> dict, as ``ros2 launch`` takes them."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise GraphError(f"launch arguments look like name:=value, got {item!r}")
+        out[name] = value
+    return out

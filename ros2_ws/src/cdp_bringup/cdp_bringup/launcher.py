@@ -1,0 +1,160 @@
+"""``cdp-graph``: start the node graph of ``launch/graph.yaml`` where ROS 2 launch is not installed.
+
+One process per node (``python -m <module> --ros-args ...``, the same parameters as
+``manipulation.launch.py``), output prefixed with the node name, Ctrl-C stops everything, and a
+required node that exits stops the graph. Stopping goes upstream first (policy, then safety
+filter, then driver, then simulator) with a pause after the command sources, so the safety
+filter sees its input go stale and brings the arm to a jerk-limited hold before anything
+downstream of it stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .graph import GraphError, NodeSpec, load_graph, parse_launch_arguments, resolve
+
+#: How long the arm gets to come to rest once the command sources have stopped (s).
+HOLD_SETTLE_S = 0.5
+
+
+@dataclass
+class RunningNode:
+    spec: NodeSpec
+    process: subprocess.Popen
+    reader: threading.Thread
+
+
+class NodeGraph:
+    """The processes of a resolved node graph."""
+
+    def __init__(self, specs: Sequence[NodeSpec], python: str = sys.executable, env: dict[str, str] | None = None,
+                 out=None):
+        self.specs = list(specs)
+        self.python = python
+        self.env = dict(os.environ if env is None else env)
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.out = out or sys.stdout
+        self.nodes: list[RunningNode] = []
+        self._print_lock = threading.Lock()
+        self.failed: tuple[str, int] | None = None
+
+    def command(self, spec: NodeSpec) -> list[str]:
+        return [self.python, "-m", spec.module, *spec.ros_args()]
+
+    def _say(self, name: str, line: str) -> None:
+        with self._print_lock:
+            self.out.write(f"[{name}] {line.rstrip()}\n")
+            self.out.flush()
+
+    def _pump(self, name: str, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self._say(name, raw.decode(errors="replace"))
+        stream.close()
+
+    def start(self, stop_event: threading.Event | None = None) -> None:
+        """Start every node in order (honouring start delays); a required node dying meanwhile aborts."""
+        for spec in self.specs:
+            t_end = time.monotonic() + spec.start_delay_s
+            while time.monotonic() < t_end:
+                if self.check() is not None or (stop_event is not None and stop_event.is_set()):
+                    return
+                time.sleep(0.05)
+            proc = subprocess.Popen(self.command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    env=self.env, start_new_session=True)
+            reader = threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True)
+            reader.start()
+            self.nodes.append(RunningNode(spec, proc, reader))
+            self._say("cdp-graph", f"started {spec.name} (pid {proc.pid}): {' '.join(self.command(spec))}")
+
+    def check(self) -> tuple[str, int] | None:
+        """The first required node that has exited, as (name, exit code); None while all run."""
+        if self.failed is None:
+            for n in self.nodes:
+                code = n.process.poll()
+                if code is not None and n.spec.required:
+                    self.failed = (n.spec.name, code)
+                    break
+        return self.failed
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop upstream first: SIGINT, then SIGTERM, then SIGKILL for whatever does not exit."""
+        for i, n in enumerate(reversed(self.nodes)):
+            if n.process.poll() is None:
+                self._say("cdp-graph", f"stopping {n.spec.name}")
+                _signal(n.process, signal.SIGINT)
+                try:
+                    n.process.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    _signal(n.process, signal.SIGTERM)
+                    try:
+                        n.process.wait(2.0)
+                    except subprocess.TimeoutExpired:
+                        _signal(n.process, signal.SIGKILL)
+                        n.process.wait()
+            n.reader.join(timeout=1.0)
+            if i == 0 and len(self.nodes) > 1:
+                time.sleep(HOLD_SETTLE_S)
+
+    def __enter__(self) -> NodeGraph:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cdp-graph", description=__doc__.splitlines()[0],
+                                     epilog="Launch arguments are given as name:=value, as for ros2 launch.")
+    parser.add_argument("arguments", nargs="*", help="launch arguments, e.g. use_sim:=true model:=m.onnx")
+    parser.add_argument("--graph", help="node graph YAML (default: launch/graph.yaml)")
+    parser.add_argument("--print", action="store_true", dest="dry_run", help="print the commands and exit")
+    args = parser.parse_args(argv)
+    try:
+        graph = load_graph(args.graph)
+        specs = resolve(graph, parse_launch_arguments(args.arguments))
+    except GraphError as exc:
+        print(f"cdp-graph: {exc}", file=sys.stderr)
+        return 2
+    g = NodeGraph(specs)
+    if args.dry_run:
+        for s in specs:
+            print(" ".join(g.command(s)))
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    code = 0
+    try:
+        g.start(stop)
+        while not stop.is_set():
+            failed = g.check()
+            if failed is not None:
+                g._say("cdp-graph", f"required node {failed[0]} exited with code {failed[1]}: stopping the graph "
+                                    "(the safety filter holds the arm)")
+                code = 1
+                break
+            time.sleep(0.1)
+    finally:
+        g.stop()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""``sim_robot``: the simulated FR3 (libfranka protocol on ``hostname``) and the task's ground truth.
+
+Publishes /perception/object_pose (ground truth; perception replaces it on the robot path),
+/task/success and /task/tip_error; /sim/reset_episode draws the next episode's placement.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import rclpy
+from cdp_ros_common import diagnostics, names
+from cdp_ros_common.conversions import pose_to_msg
+from cdp_ros_common.params import declare_dataclass
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import Bool, Float64
+from std_srvs.srv import Trigger
+
+from .simulation import SimConfig, TaskSimulation
+
+
+class SimRobotNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim_robot")
+        self.config = declare_dataclass(self, SimConfig)
+        self.sim = TaskSimulation(self.config)
+        self.sim.start()
+        self.get_logger().info(f"franky-sim FR3 with task {self.config.task!r} serving libfranka on "
+                               f"{self.config.hostname}")
+        self.pose_pub = self.create_publisher(PoseStamped, names.OBJECT_POSE, 10)
+        self.success_pub = self.create_publisher(Bool, names.TASK_SUCCESS, 10)
+        self.error_pub = self.create_publisher(Float64, names.TASK_TIP_ERROR, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
+        self.create_service(Trigger, names.SIM_RESET_EPISODE, self._reset)
+        self.create_service(Trigger, names.SIM_START_EPISODE, self._start)
+        self.create_timer(1.0 / self.config.ground_truth_rate_hz, self._publish)
+        self.create_timer(1.0, self._diagnose)
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _publish(self) -> None:
+        if not self.sim.alive:
+            self.get_logger().fatal(f"simulation loop stopped: {self.sim.error!r}")
+            raise SystemExit(1)
+        st = self.sim.status()
+        self.pose_pub.publish(pose_to_msg(self._now(), st.object_position, st.object_quat_xyzw))
+        self.success_pub.publish(Bool(data=st.success))
+        self.error_pub.publish(Float64(data=float(st.tip_error_m)))
+
+    def _diagnose(self) -> None:
+        st = self.sim.status()
+        self.diag_pub.publish(diagnostics.array(self._now(), diagnostics.status(
+            "sim_robot", diagnostics.OK, "running", {"task": self.config.task, "seed": st.seed,
+                                                     "episode_time_s": st.sim_time, "success": st.success,
+                                                     "tip_error_m": st.tip_error_m})))
+
+    def _reset(self, _req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+        seed, params = self.sim.reset_episode()
+        res.success = True
+        res.message = json.dumps({"seed": seed, "task": self.config.task,
+                                  "params": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in params.items()}})
+        self.get_logger().info(f"episode reset: {res.message}")
+        return res
+
+    def _start(self, _req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+        self.sim.start_episode()
+        res.success, res.message = True, f"episode {self.sim.status().seed} started"
+        return res
+
+    def destroy_node(self) -> None:
+        self.sim.stop()
+        super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = None
+    code = 0
+    try:
+        node = SimRobotNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
