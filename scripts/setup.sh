@@ -22,7 +22,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 stamp=.venv/.cdp-setup-stamp
-hash=$(cat scripts/setup.sh cdp_core/pyproject.toml | sha256sum | cut -d' ' -f1)
+ROS_PACKAGES=(cdp_ros_common cdp_sim franka_driver safety_filter cdp_policy cdp_bringup)
+hash=$(cat scripts/setup.sh cdp_core/pyproject.toml ros2_ws/requirements.txt ros2_ws/src/*/setup.py \
+  | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   python -m pip install -q --upgrade pip
   # The CPU wheel of this exact version is what CI and developer machines have; a range
@@ -31,5 +33,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   # compat mode puts cdp_core/ on sys.path (a .pth entry), so "import cdp_core" also works when
   # run from the repository root, where the cdp_core/ folder would otherwise shadow the package.
   python -m pip install -q -e "cdp_core[sim]" pytest --config-settings editable_mode=compat
+  # The ROS 2 stack: rclpy and messages from PyPI wheels, franky / pylibfranka, then the
+  # ament_python packages themselves (the same packages colcon builds on the robot PC).
+  python -m pip install -q -r ros2_ws/requirements.txt
+  for pkg in "${ROS_PACKAGES[@]}"; do
+    python -m pip install -q -e "ros2_ws/src/$pkg" --config-settings editable_mode=compat
+  done
   echo "$hash" > "$stamp"
 fi
