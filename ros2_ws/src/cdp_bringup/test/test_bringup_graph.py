@@ -1,0 +1,117 @@
+"""Node graph resolution (shared by ros2 launch and cdp-graph) and the cdp-graph process manager."""
+
+import io
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from cdp_bringup.episodes import EpisodeResult, home_configuration, homing_trajectory, summarize
+from cdp_bringup.graph import GraphError, load_graph, parse_launch_arguments, resolve
+from cdp_bringup.launcher import NodeGraph
+
+HERE = Path(__file__).parent
+
+
+def test_default_graph_resolves_for_sim_and_robot():
+    graph = load_graph()
+    sim = resolve(graph, {"use_sim": "true"})
+    assert [s.name for s in sim] == ["sim_robot", "franka_driver", "safety_filter", "policy_node"]
+    driver = next(s for s in sim if s.name == "franka_driver")
+    assert driver.overrides["robot_ip"] == "127.0.0.1" and driver.required
+    assert any(f.endswith("config/sim.yaml") for f in driver.params_files)
+    robot = resolve(graph, {"use_sim": "false", "robot_ip": "172.16.0.2", "model": "m.onnx"})
+    assert "sim_robot" not in [s.name for s in robot]
+    assert not any(f.endswith("config/sim.yaml") for f in robot[0].params_files)
+    policy = next(s for s in robot if s.name == "policy_node")
+    assert policy.overrides["model_path"] == str(Path("m.onnx").resolve())  # absolute for every node
+    assert "-p" in policy.ros_args() and f"model_path:={Path('m.onnx').resolve()}" in policy.ros_args()
+
+
+def test_bad_launch_arguments_are_named():
+    graph = load_graph()
+    with pytest.raises(GraphError, match="unknown launch argument.*'robot_pi'"):
+        resolve(graph, {"robot_pi": "1.2.3.4"})
+    with pytest.raises(GraphError, match="use_sim:='maybe' must be true or false"):
+        resolve(graph, {"use_sim": "maybe"})
+    with pytest.raises(GraphError, match="name:=value"):
+        parse_launch_arguments(["use_sim=true"])
+
+
+def test_malformed_graph_is_a_clear_error(tmp_path):
+    bad = tmp_path / "graph.yaml"
+    bad.write_text("nodes:\n  - name: x\n")
+    with pytest.raises(GraphError, match="node 0 lacks"):
+        load_graph(bad)
+    bad.write_text("nodes: [\n")
+    with pytest.raises(GraphError, match="cannot read"):
+        load_graph(bad)
+
+
+def _fixture_graph(tmp_path, first_mode="run"):
+    (tmp_path / "p.yaml").write_text("a:\n  ros__parameters: {x: 1}\n")
+    (tmp_path / "graph.yaml").write_text(textwrap.dedent(f"""
+        arguments:
+          mode: {{default: {first_mode}, sets: [upstream.mode]}}
+        params_files: {{always: [p.yaml]}}
+        nodes:
+          - {{name: downstream, package: p, executable: e, module: graph_fixture_node, required: true}}
+          - {{name: upstream, package: p, executable: e, module: graph_fixture_node, required: true}}
+    """))
+    return load_graph(tmp_path / "graph.yaml")
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def test_launcher_prefixes_output_and_stops_upstream_first(tmp_path):
+    out = io.StringIO()
+    g = NodeGraph(resolve(_fixture_graph(tmp_path), {}), python=sys.executable, env=_env(), out=out)
+    g.start()
+    time.sleep(1.5)
+    assert g.check() is None
+    g.stop()
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith("[upstream] args") and "mode:=run" in line for line in lines)
+    stops = [line for line in lines if "stopping" in line]
+    assert stops == ["[cdp-graph] stopping upstream", "[cdp-graph] stopping downstream"]
+    assert "[upstream] stopped cleanly" in lines and "[downstream] stopped cleanly" in lines
+
+
+def test_launcher_reports_a_dead_required_node_and_kills_stubborn_ones(tmp_path):
+    out = io.StringIO()
+    g = NodeGraph(resolve(_fixture_graph(tmp_path, "exit"), {}), python=sys.executable, env=_env(), out=out)
+    g.start()
+    t_end = time.monotonic() + 10
+    while g.check() is None and time.monotonic() < t_end:
+        time.sleep(0.1)
+    assert g.check() == ("upstream", 3)
+    g.stop(timeout_s=1.0)
+    assert all(n.process.poll() is not None for n in g.nodes)
+
+
+def test_home_configuration_matches_the_fast_path():
+    from cdp_core.sim.env import FR3TaskEnv
+    from cdp_core.sim.tasks import get_task
+
+    env = FR3TaskEnv("reach_precise")
+    env.reset(123)
+    assert abs(home_configuration(get_task("reach_precise"), 123, env.home_jitter) - env.q).max() < 1e-9
+
+
+def test_homing_trajectory_is_smooth_and_ends_at_the_goal():
+    import numpy as np
+
+    q0, q1 = np.zeros(7), np.full(7, 0.3)
+    t, path = homing_trajectory(q0, q1, 10.0, speed=0.4)
+    assert t[0] == 10.0 and np.allclose(path[0], q0) and np.allclose(path[-1], q1)
+    assert np.max(np.abs(np.diff(path, axis=0))) / 0.1 <= 0.4 * 1.01  # smoothstep peak speed = 1.5 x mean
+
+
+def test_summary_has_wilson_interval():
+    rows = [EpisodeResult(i, i < 3, 4.0, 2.0 if i < 3 else None, 10, {}) for i in range(5)]
+    s = summarize(rows)
+    assert s["successes"] == 3 and 0.2 < s["success_ci95"][0] < 0.6 < s["success_ci95"][1] < 1.0
