@@ -1,0 +1,1 @@
+"""CDP policy node: exported ONNX sampler -> time-stamped action chunks at the control rate."""

@@ -1,0 +1,200 @@
+"""The policy's observation, built from the latest robot / perception messages (no rclpy here).
+
+The layout is the fast path's (``cdp_core.sim.env.FR3TaskEnv.observe`` concatenated in the
+model's ``obs_keys`` order, see ``cdp_core.sim.evaluate.rollout``): a model trained on
+simulated or recorded episodes must see exactly the same numbers from ROS messages.
+
+How each observation key is built from the inputs lives in one table, :data:`OBS_SOURCES`;
+a model that asks for anything else is refused at start-up with the key named.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+#: Inputs the buffer keeps (each with its own stamp).
+JOINTS, FINGERS, EE_POSE, OBJECT_POSE = "joints", "fingers", "ee_pose", "object_pose"
+
+#: Which ROS topic feeds each input (for messages that name what is missing).
+INPUT_TOPICS = {JOINTS: "/joint_states (arm joints)", FINGERS: "/joint_states (finger joints)",
+                EE_POSE: "/franka/ee_pose", OBJECT_POSE: "/perception/object_pose"}
+
+
+class ObservationError(ValueError):
+    """The model asks for observations this node cannot build, or an input message is unusable."""
+
+
+def canonical_quat(q_xyzw: np.ndarray) -> np.ndarray:
+    """Unit quaternion (x, y, z, w) with w >= 0: the fast path's sign convention (``env._rot_to_quat``).
+
+    q and -q are the same rotation; the model was trained on one hemisphere only, so a driver
+    that publishes the other one must not flip the observation.
+    """
+    q = np.asarray(q_xyzw, dtype=np.float64).reshape(4)
+    n = float(np.linalg.norm(q))
+    if not np.isfinite(q).all() or n < 1e-6:
+        raise ObservationError(f"quaternion {q.tolist()} is not a rotation")
+    if abs(n - 1.0) > 1e-9:  # leave unit quaternions bit-exact (the fast path's values)
+        q = q / n
+    return -q if q[3] < 0 else q
+
+
+@dataclass(frozen=True)
+class ObsSource:
+    """How one observation key is made: its size, the inputs it reads, and the function that reads them."""
+
+    dim: int
+    inputs: tuple[str, ...]
+    build: Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+
+#: obs key -> how to build it from the stored inputs. ``ee_pos``/``ee_quat`` are the TCP pose
+#: (franky's end effector, what ``FR3TaskEnv.tip_pose`` reports); ``target_pos``/``hole_pose``
+#: are the object pose from perception (or the simulator's ground truth) in the base frame;
+#: ``gripper_width`` is the sum of the two finger joints (franky-sim's ``hand_width``).
+OBS_SOURCES: dict[str, ObsSource] = {
+    "joint_pos": ObsSource(7, (JOINTS,), lambda s: s[JOINTS]),
+    "ee_pos": ObsSource(3, (EE_POSE,), lambda s: s[EE_POSE][:3]),
+    "ee_quat": ObsSource(4, (EE_POSE,), lambda s: s[EE_POSE][3:7]),
+    "target_pos": ObsSource(3, (OBJECT_POSE,), lambda s: s[OBJECT_POSE][:3]),
+    "hole_pose": ObsSource(7, (OBJECT_POSE,), lambda s: s[OBJECT_POSE][:7]),
+    "gripper_width": ObsSource(1, (FINGERS,), lambda s: np.array([s[FINGERS].sum()])),
+}
+
+
+def check_obs_keys(obs_keys: Sequence[str], obs_dims: Mapping[str, int] | None = None) -> None:
+    """Raise :class:`ObservationError` naming every key that cannot be built or has the wrong size."""
+    unknown = [k for k in obs_keys if k not in OBS_SOURCES]
+    if unknown:
+        raise ObservationError(f"model observes {unknown}, which the policy node cannot build from ROS messages; "
+                               f"known observation keys: {sorted(OBS_SOURCES)}")
+    if obs_dims is not None:
+        wrong = [f"{k} (model {obs_dims.get(k)}, node {OBS_SOURCES[k].dim})" for k in obs_keys
+                 if obs_dims.get(k) != OBS_SOURCES[k].dim]
+        if wrong:
+            raise ObservationError(f"observation sizes differ: {', '.join(wrong)}")
+
+
+@dataclass
+class ObsResult:
+    """One control tick's observation: the history ``[n_obs_steps, obs_dim]`` or None and why."""
+
+    history: np.ndarray | None
+    age_s: float  # now - oldest input stamp used (inf when an input was never received)
+    reason: str = ""
+
+
+class ObservationBuffer:
+    """Latest time-stamped inputs plus the history of frames sampled at the control ticks.
+
+    Thread-safe: ROS callbacks call the ``update_*`` methods while the control tick calls
+    :meth:`sample`. The history holds ``n_obs_steps`` frames one tick apart; when it is
+    shorter (start, after :meth:`clear_history` or a refused tick) the first frame is
+    repeated, as the fast path does at an episode's start.
+    """
+
+    def __init__(self, obs_keys: Sequence[str], n_obs_steps: int, max_obs_age_s: float,
+                 obs_dims: Mapping[str, int] | None = None, joint_names: Sequence[str] | None = None,
+                 finger_names: Sequence[str] | None = None):
+        from cdp_ros_common.names import FINGER_NAMES, JOINT_NAMES
+
+        check_obs_keys(obs_keys, obs_dims)
+        if n_obs_steps < 1:
+            raise ValueError(f"n_obs_steps must be >= 1, got {n_obs_steps}")
+        if not max_obs_age_s > 0:
+            raise ValueError(f"max_obs_age_s must be > 0, got {max_obs_age_s}")
+        self.obs_keys = list(obs_keys)
+        self.n_obs_steps = n_obs_steps
+        self.max_obs_age_s = float(max_obs_age_s)
+        self.joint_names = list(joint_names or JOINT_NAMES)
+        self.finger_names = list(finger_names or FINGER_NAMES)
+        self.obs_dim = sum(OBS_SOURCES[k].dim for k in self.obs_keys)
+        self.needed = sorted({i for k in self.obs_keys for i in OBS_SOURCES[k].inputs})
+        self._values: dict[str, np.ndarray] = {}
+        self._stamps: dict[str, float] = {}
+        self._history: deque[np.ndarray] = deque(maxlen=n_obs_steps)
+        self._lock = threading.Lock()
+
+    # --- inputs (ROS callbacks) -----------------------------------------------------------
+    def update_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float]) -> None:
+        """A /joint_states message: stores the arm if all its joints are present, the fingers likewise.
+
+        A message with only some of them (e.g. a separate gripper publisher) updates what it has.
+        """
+        names = list(names)
+        if len(positions) != len(names):
+            raise ObservationError(f"joint_states has {len(names)} names but {len(positions)} positions")
+        index = {n: i for i, n in enumerate(names)}
+        updates = {}
+        for key, wanted in ((JOINTS, self.joint_names), (FINGERS, self.finger_names)):
+            if all(n in index for n in wanted):
+                v = np.array([positions[index[n]] for n in wanted], dtype=np.float64)
+                if not np.isfinite(v).all():
+                    raise ObservationError(f"joint_states holds non-finite positions for {wanted}")
+                updates[key] = v
+        with self._lock:
+            for key, v in updates.items():
+                self._values[key], self._stamps[key] = v, float(stamp)
+
+    def update_ee_pose(self, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float]) -> None:
+        self._set_pose(EE_POSE, stamp, position, quat_xyzw)
+
+    def update_object_pose(self, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float]) -> None:
+        self._set_pose(OBJECT_POSE, stamp, position, quat_xyzw)
+
+    def _set_pose(self, key: str, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float]) -> None:
+        p = np.asarray(position, dtype=np.float64).reshape(3)
+        if not np.isfinite(p).all():
+            raise ObservationError(f"{INPUT_TOPICS[key]} position {p.tolist()} is not finite")
+        v = np.concatenate([p, canonical_quat(np.asarray(quat_xyzw))])
+        with self._lock:
+            self._values[key], self._stamps[key] = v, float(stamp)
+
+    # --- observation (control tick) -------------------------------------------------------
+    def frame(self, t_now: float) -> tuple[np.ndarray | None, float, str]:
+        """The current observation vector (float32, the model's key order), its age, and why not if None."""
+        with self._lock:
+            missing = [INPUT_TOPICS[i] for i in self.needed if i not in self._values]
+            if missing:
+                return None, float("inf"), f"no message yet on {', '.join(missing)}"
+            ages = {i: t_now - self._stamps[i] for i in self.needed}
+            values = {i: self._values[i] for i in self.needed}
+        age = max(ages.values())
+        stale = [f"{INPUT_TOPICS[i]} ({a:.3f} s)" for i, a in ages.items() if a > self.max_obs_age_s]
+        if stale:
+            return None, age, f"stale input older than max_obs_age_s={self.max_obs_age_s:g}: {', '.join(stale)}"
+        future = [f"{INPUT_TOPICS[i]} ({-a:.3f} s ahead)" for i, a in ages.items() if a < -self.max_obs_age_s]
+        if future:  # a clock mismatch between publishers: the stamps cannot be trusted
+            return None, age, f"input stamped in the future (clock mismatch?): {', '.join(future)}"
+        # float64 concatenation, then float32: bit-identical to the fast path's np.concatenate(...).astype(float32)
+        vec = np.concatenate([OBS_SOURCES[k].build(values) for k in self.obs_keys]).astype(np.float32)
+        return vec, age, ""
+
+    def sample(self, t_now: float) -> ObsResult:
+        """Take this tick's frame into the history and return the history, or refuse with the reason.
+
+        A refused tick clears the history: the frames must be one control period apart, and
+        a gap would hand the model a history it never saw in training.
+        """
+        vec, age, reason = self.frame(t_now)
+        if vec is None:
+            self._history.clear()
+            return ObsResult(None, age, reason)
+        if not self._history:
+            self._history.extend([vec] * self.n_obs_steps)
+        else:
+            self._history.append(vec)
+        return ObsResult(np.stack(self._history), age)
+
+    def clear_history(self) -> None:
+        self._history.clear()
+
+    @property
+    def history_len(self) -> int:
+        return len(self._history)
