@@ -24,9 +24,7 @@ from .checkpoint import file_sha256, load_policy
 from .policy import DiffusionPolicy
 from .samplers import FixedStepSampler, check_sampler_spec
 
-METADATA_KEY = "cdp_metadata"
-FORMAT_NAME = "cdp-onnx"
-FORMAT_VERSION = 1
+from .model_format import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, sidecar_path  # noqa: F401 (re-exported)
 OPSET = 18
 
 
@@ -63,10 +61,6 @@ def build_metadata(policy: DiffusionPolicy, ckpt: dict[str, Any], sampler: Fixed
         "cdp_core_version": __version__,
         "torch_version": torch.__version__,
     }
-
-
-def sidecar_path(onnx_path: str | Path) -> Path:
-    return Path(onnx_path).with_suffix(".json")
 
 
 def export_onnx(checkpoint: str | Path, out_path: str | Path, sampler: str = "ddim", steps: int = 10,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .export import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, sidecar_path
+from .model_format import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, sidecar_path
 
 #: Metadata fields a consumer may pin; anything else in ``expect`` is a programming error.
 CONTRACT_KEYS = ("obs_keys", "obs_dims", "obs_dim", "action_names", "action_dim", "n_obs_steps", "horizon",
