@@ -1,0 +1,219 @@
+"""rclpy shell of the Franka driver: /safety/command in; /joint_states, /franka/ee_pose, /diagnostics out.
+
+The 1 kHz loop is never in this process's Python: franky runs it in a C++ thread that does not
+take the GIL, pylibfranka in a child process. This node only hands targets over and publishes
+snapshots, so an executor hiccup delays a message, never a control cycle.
+
+Run: ``python -m franka_driver.node --ros-args -p robot_ip:=127.0.1.30 -p realtime:=ignore``
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+
+import numpy as np
+import rclpy
+from cdp_ros_common import diagnostics as diag
+from cdp_ros_common import names
+from cdp_ros_common.conversions import MessageError, pose_to_msg
+from cdp_ros_common.params import declare_dataclass
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from .backend import ArmState, Backend, BackendError, DriverConfig, make_backend
+from .commands import CommandMonitor, parse_joint_command, parse_pose_command
+
+
+class FrankaDriverNode(Node):
+    def __init__(self, backend: Backend | None = None, **kwargs):
+        super().__init__("franka_driver", **kwargs)
+        self.config: DriverConfig = declare_dataclass(self, DriverConfig)
+        cfg = self.config
+        self.backend = backend if backend is not None else make_backend(cfg)
+        if backend is None:
+            self.backend.connect()
+        self.monitor = CommandMonitor(timeout_s=cfg.command_timeout_s)
+        self._lock = threading.Lock()  # monitor + command hand-over (subscription vs. timer threads)
+        self._last_state: ArmState | None = None
+        self._published = 0
+        self._last_error = ""
+
+        self._io_group = MutuallyExclusiveCallbackGroup()
+        # Gripper moves and recovery block for up to seconds: they get their own thread.
+        self._srv_group = MutuallyExclusiveCallbackGroup()
+        self.pub_joints = self.create_publisher(JointState, names.JOINT_STATES, 10)
+        self.pub_pose = self.create_publisher(PoseStamped, names.EE_POSE, 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
+        if cfg.command_mode == "joint":
+            self.create_subscription(JointTrajectory, names.SAFETY_COMMAND, self._on_joint_command, 10,
+                                     callback_group=self._io_group)
+        else:
+            self.create_subscription(PoseStamped, names.SAFETY_CARTESIAN_COMMAND, self._on_pose_command, 10,
+                                     callback_group=self._io_group)
+        self.create_timer(1.0 / cfg.state_rate_hz, self._on_state_timer, callback_group=self._io_group)
+        self.create_timer(1.0 / cfg.diagnostics_rate_hz, self._on_diagnostics_timer, callback_group=self._io_group)
+        self.create_service(Trigger, names.DRIVER_RECOVER, self._on_recover, callback_group=self._srv_group)
+        self.create_service(SetBool, names.GRIPPER_MOVE, self._on_gripper, callback_group=self._srv_group)
+        self.get_logger().info(
+            f"franka_driver up: backend={cfg.backend} robot_ip={cfg.robot_ip} mode={cfg.command_mode} "
+            f"realtime={cfg.realtime} state_rate={cfg.state_rate_hz} Hz gripper={self.backend.gripper_status}")
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # --- commands -----------------------------------------------------------------------
+    def _on_joint_command(self, msg: JointTrajectory) -> None:
+        try:
+            q, dq = parse_joint_command(msg)
+        except MessageError as exc:
+            self._reject(str(exc))
+            return
+        if not self.config.use_command_velocity:
+            dq = None
+        with self._lock:
+            if self.backend.command_joint(q, dq):
+                self.monitor.on_accepted(self._now(), q, dq)
+            else:
+                self.monitor.refused += 1
+
+    def _on_pose_command(self, msg: PoseStamped) -> None:
+        try:
+            pos, quat = parse_pose_command(msg)
+        except MessageError as exc:
+            self._reject(str(exc))
+            return
+        with self._lock:
+            if self.backend.command_cartesian(pos, quat):
+                self.monitor.on_accepted(self._now(), np.zeros(7), None)
+            else:
+                self.monitor.refused += 1
+
+    def _reject(self, reason: str) -> None:
+        with self._lock:
+            self.monitor.on_rejected(reason)
+        self.get_logger().warning(f"rejected command: {reason}", throttle_duration_sec=1.0)
+
+    # --- state --------------------------------------------------------------------------
+    def _on_state_timer(self) -> None:
+        now = self._now()
+        with self._lock:
+            hold = self.monitor.hold_due(now)
+            if hold is not None:  # the stream that carried velocities stopped: come to rest at its last target
+                self.backend.command_joint(hold, None)
+        try:
+            st = self.backend.read_state()
+        except BackendError as exc:
+            self.get_logger().error(f"no robot state: {exc}", throttle_duration_sec=1.0)
+            return
+        self._last_state = st
+        if st.error and st.error != self._last_error:
+            self.get_logger().error(f"robot error: {st.error}")
+        self._last_error = st.error
+        js = JointState()
+        js.header.stamp = self.get_clock().now().to_msg()
+        js.name = names.JOINT_NAMES + names.FINGER_NAMES
+        half = st.gripper_width / 2.0 if math.isfinite(st.gripper_width) else 0.0
+        js.position = [float(v) for v in st.q] + [half, half]
+        js.velocity = [float(v) for v in st.dq] + [0.0, 0.0]
+        js.effort = [float(v) for v in st.tau] + [0.0, 0.0]
+        self.pub_joints.publish(js)
+        pose = pose_to_msg(0.0, st.position, st.quat_xyzw, frame_id=names.BASE_FRAME)
+        pose.header.stamp = js.header.stamp
+        self.pub_pose.publish(pose)
+        self._published += 1
+
+    def _on_diagnostics_timer(self) -> None:
+        now = self._now()
+        st = self._last_state
+        with self._lock:
+            m = self.monitor
+            values = {
+                "robot_mode": st.mode if st else "unknown",
+                "error": st.error if st else "no state yet",
+                "command_rate_hz": m.rate(now),
+                "commands_accepted": m.accepted,
+                "commands_rejected": m.rejected,
+                "commands_refused_in_error": m.refused,
+                "last_reject_reason": m.last_reject_reason,
+                "last_command_age_s": m.age(now),
+                "states_published": self._published,
+                "gripper": self.backend.gripper_status,
+                "backend": self.config.backend,
+            }
+        if st is None or st.error:
+            level, message = diag.ERROR, (st.error if st else "no robot state")
+        elif self.config.gripper_enabled and self.backend.gripper_status != "ok":
+            level, message = diag.WARN, self.backend.gripper_status
+        else:
+            level, message = diag.OK, f"{st.mode}"
+        self.pub_diag.publish(diag.array(now, diag.status("franka_driver", level, message, values,
+                                                           hardware_id=self.config.robot_ip)))
+
+    # --- services -----------------------------------------------------------------------
+    def _on_recover(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            # Nothing streamed before the fault may be held or replayed after it.
+            self.monitor.forget_target()
+        ok = self.backend.recover()
+        st = self.backend.read_state()
+        response.success = bool(ok and not st.error)
+        response.message = "recovered; holding position until the next command" if response.success else (
+            f"recovery failed: {st.error or 'robot still in error'}")
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_gripper(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        cfg = self.config
+        if not cfg.gripper_enabled:
+            response.success, response.message = False, "gripper disabled (parameter gripper_enabled)"
+            return response
+        if request.data:
+            ok = self.backend.gripper_move(cfg.gripper_open_width, cfg.gripper_speed)
+            what = f"open to {cfg.gripper_open_width:.3f} m"
+        else:
+            ok = self.backend.gripper_grasp(0.0, cfg.gripper_speed, cfg.gripper_force)
+            what = f"close with {cfg.gripper_force:.0f} N"
+        response.success = bool(ok)
+        response.message = what if ok else f"gripper could not {what} ({self.backend.gripper_status})"
+        return response
+
+    def shutdown(self) -> None:
+        """Stop motion (jerk-limited) and release the backend."""
+        try:
+            self.backend.stop()
+        finally:
+            self.backend.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)  # installs SIGINT / SIGTERM handlers that shut the context down
+    node = None
+    code = 0
+    try:
+        node = FrankaDriverNode()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except BackendError as exc:
+        print(f"franka_driver: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

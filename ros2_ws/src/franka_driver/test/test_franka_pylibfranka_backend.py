@@ -1,0 +1,76 @@
+"""PylibfrankaBackend: pylibfranka's 1 kHz loop in a child process, against franky-sim.
+
+This process never imports pylibfranka (it may hold franky, whose pybind types clash with it):
+the control loop and the gripper run in spawned children.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import pytest
+from backend_helpers import OFFSET, stream_to, wait_until_reached
+
+from franka_driver.backend import DriverConfig
+from franka_driver.pylibfranka_backend import HOLD_BEFORE_FINISH_S, PylibfrankaBackend
+
+
+@pytest.fixture
+def backend(sim_server):
+    be = PylibfrankaBackend(DriverConfig(backend="pylibfranka", robot_ip=sim_server.address, realtime="ignore",
+                                         gripper_enabled=False))
+    be.connect()
+    yield be
+    be.close()
+
+
+def test_loop_runs_in_a_child_process(backend):
+    assert backend.control_pid not in (None, os.getpid())
+    assert "pylibfranka" not in sys.modules  # only the children import it
+
+
+def test_streamed_targets_are_reached_without_errors(backend):
+    st = backend.read_state()
+    assert st.error == "" and st.mode == "Idle"
+    target = st.q + OFFSET
+    errors = stream_to(backend, target, duration_s=1.5, rate_hz=50.0)
+    assert errors == []
+    err = wait_until_reached(backend, target, tol=2e-3)
+    assert err < 2e-3, f"final joint error {err * 1e3:.2f} mrad"
+    stats = backend.loop_stats
+    assert stats["cycles"] > 1000  # >= 1.5 s of 1 kHz commands went out from the child
+    assert stats["motions"] >= 1
+    # Held for HOLD_BEFORE_FINISH_S at the target, then the motion ended cleanly.
+    time.sleep(HOLD_BEFORE_FINISH_S + 0.5)
+    assert backend.loop_stats["in_control"] == 0.0
+    assert backend.read_state().error == ""
+    print(f"pylibfranka loop: {stats}")
+
+
+def test_stop_brings_the_arm_to_rest(backend):
+    q0 = backend.read_state().q
+    assert backend.command_joint(q0 + 3 * OFFSET)
+    time.sleep(0.5)
+    backend.stop()
+    assert backend.loop_stats["in_control"] == 0.0
+    st = backend.read_state()
+    assert np.abs(st.q - (q0 + 3 * OFFSET)).max() > 0.05  # stopped well short of the target
+    assert st.error == ""
+
+
+def test_killed_child_is_reported_and_nothing_restarts(backend):
+    q0 = backend.read_state().q
+    assert backend.command_joint(q0 + OFFSET)
+    time.sleep(0.3)
+    os.kill(backend.control_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and not backend.read_state().error:
+        time.sleep(0.02)
+    st = backend.read_state()
+    assert "control process died" in st.error
+    assert backend.command_joint(q0) is False  # refused: no silent restart
+    assert backend.recover() is False
