@@ -58,6 +58,9 @@ class DriverConfig:
     collision_force_threshold: float = 30.0
     #: Diagnostics publication rate.
     diagnostics_rate_hz: float = 1.0
+    #: Keep retrying the first connection this long (s): a simulator or an arm whose FCI is still
+    #: coming up. 0 = one attempt.
+    connect_timeout_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.backend not in ("franky", "pylibfranka"):

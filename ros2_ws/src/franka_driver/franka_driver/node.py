@@ -39,7 +39,7 @@ class FrankaDriverNode(Node):
         cfg = self.config
         self.backend = backend if backend is not None else make_backend(cfg)
         if backend is None:
-            self.backend.connect()
+            self._connect_with_retry()
         self.monitor = CommandMonitor(timeout_s=cfg.command_timeout_s)
         self._lock = threading.Lock()  # monitor + command hand-over (subscription vs. timer threads)
         self._last_state: ArmState | None = None
@@ -65,6 +65,20 @@ class FrankaDriverNode(Node):
         self.get_logger().info(
             f"franka_driver up: backend={cfg.backend} robot_ip={cfg.robot_ip} mode={cfg.command_mode} "
             f"realtime={cfg.realtime} state_rate={cfg.state_rate_hz} Hz gripper={self.backend.gripper_status}")
+
+    def _connect_with_retry(self) -> None:
+        import time
+
+        t_end = time.monotonic() + self.config.connect_timeout_s
+        while True:
+            try:
+                self.backend.connect()
+                return
+            except BackendError as exc:
+                if time.monotonic() >= t_end:
+                    raise
+                self.get_logger().info(f"{exc}; retrying for {t_end - time.monotonic():.0f} s more", throttle_duration_sec=5.0)
+                time.sleep(0.5)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
