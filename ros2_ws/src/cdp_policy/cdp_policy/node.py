@@ -62,6 +62,8 @@ class PolicyNode(Node):
         # The runner's tick and enable/disable must not interleave (reset mid-inference).
         self._lock = threading.Lock()
         self._enabled = enabled_on_start
+        self._current: JointTrajectory | None = None  # the chunk being executed (heartbeat)
+        self._current_end = 0.0
         self._last_missed = 0
         inputs = ReentrantCallbackGroup()
         control = MutuallyExclusiveCallbackGroup()
@@ -116,15 +118,25 @@ class PolicyNode(Node):
         with self._lock:
             if not self._enabled:
                 return
-            decision = self.runner.tick(self._now())
+            now = self._now()
+            decision = self.runner.tick(now)
             if decision is None:
                 if self.runner.stats.last_reason:
+                    self._current = None  # refused observation: no heartbeat, the safety filter goes stale
                     self.get_logger().warning(f"no chunk: {self.runner.stats.last_reason}", throttle_duration_sec=5.0)
+                elif self._current is not None and self._current_end > now:
+                    # Between plans, re-send the chunk being executed (same stamps): a heartbeat that
+                    # tells the safety filter the policy is alive. When this process dies the filter
+                    # sees its input go stale within its timeout, not at the end of the chunk.
+                    self.chunk_pub.publish(self._current)
                 return
             if decision.reason:
                 self.get_logger().error(decision.reason, throttle_duration_sec=5.0)
+            self._current = None
             if len(decision.positions):
-                self.chunk_pub.publish(decision_to_msg(decision))
+                self._current = decision_to_msg(decision)
+                self._current_end = float(decision.due_times[-1]) + decision.dt
+                self.chunk_pub.publish(self._current)
             self.scale_pub.publish(Float64(data=float(decision.speed_scale)))
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
@@ -133,6 +145,7 @@ class PolicyNode(Node):
             self._enabled = bool(request.data)
             if self._enabled and not was:
                 self.runner.reset()  # history from before the pause is not one tick apart
+            self._current = None
         if was and not self._enabled:
             # The monitor's request belongs to the policy's motion; teleop must not stay throttled.
             self.scale_pub.publish(Float64(data=1.0))

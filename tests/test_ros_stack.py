@@ -1,0 +1,182 @@
+"""Integration: the whole ROS 2 graph (cdp-graph) driving franky-sim over the libfranka protocol.
+
+One graph per module (simulator, Franka driver with the franky backend, safety filter, policy
+node with the bundled default model) on its own loopback address and ROS domain. The tests
+talk to it like an operator: topics and services only.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from cdp_bringup.episodes import EpisodeConfig  # noqa: E402
+from cdp_bringup.episodes_node import EpisodeRunner  # noqa: E402
+from cdp_bringup.graph import load_graph, resolve  # noqa: E402
+from cdp_bringup.launcher import NodeGraph  # noqa: E402
+from cdp_core.sim.env import HOME_Q  # noqa: E402
+from cdp_ros_common import names  # noqa: E402
+from cdp_ros_common.conversions import chunk_to_msg  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "reach_precise" / "cdp_reach.onnx"
+Q_MIN = np.array([-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159])
+Q_MAX = np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159])
+
+
+class Probe(EpisodeRunner):
+    """The episode runner plus recording of what reaches the driver and why the filter intervened."""
+
+    def __init__(self) -> None:
+        super().__init__("reach_precise", EpisodeConfig())
+        self.commands: list[tuple[np.ndarray, np.ndarray]] = []
+        self.interventions: list[str] = []
+        self.driver_errors: set[str] = set()
+        self.create_subscription(JointTrajectory, names.SAFETY_COMMAND, self._on_command, 100)
+        self.create_subscription(String, names.SAFETY_INTERVENTION, lambda m: self.interventions.append(m.data), 100)
+        self.create_subscription(DiagnosticArray, names.DIAGNOSTICS, self._on_driver_diag, 50)
+        self.estop_cli = self.create_client(Trigger, names.SAFETY_ESTOP)
+        self.safety_reset_cli = self.create_client(Trigger, names.SAFETY_RESET)
+
+    def _on_command(self, msg: JointTrajectory) -> None:
+        p = msg.points[0]
+        self.commands.append((np.array(p.positions), np.array(p.velocities)))
+
+    def _on_driver_diag(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if st.name == "franka_driver":
+                err = {kv.key: kv.value for kv in st.values}.get("error", "")
+                if err and err != "no state yet":
+                    self.driver_errors.add(err)
+
+    def teleop_stream(self, q: np.ndarray, seconds: float) -> None:
+        """Stream a hold-at-``q`` command on the teleop topic for ``seconds``."""
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            self.teleop.publish(chunk_to_msg(self.now(), 0.1, np.asarray(q)[None]))
+            time.sleep(0.05)
+
+    def settle(self, seconds: float = 1.0) -> np.ndarray:
+        """Joint positions sampled over ``seconds`` (rows)."""
+        rows, t_end = [], time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            rows.append(self.q.copy())
+            time.sleep(0.02)
+        return np.array(rows)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    if not MODEL.is_file():
+        pytest.fail(f"bundled default model missing: {MODEL}")
+    host = f"127.0.2.{random.Random(os.getpid()).randint(10, 250)}"
+    specs = resolve(load_graph(), {"use_sim": "true", "robot_ip": host, "model": str(MODEL)})
+    log = io.StringIO()
+    graph = NodeGraph(specs, out=log)
+    graph.start()
+    rclpy.init()
+    probe = Probe()
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(probe)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    try:
+        probe.wait_for_stack(90.0)
+        probe.select_source("teleop")
+    except Exception:
+        graph.stop()
+        raise RuntimeError("stack did not come up:\n" + log.getvalue()[-6000:])
+    yield graph, probe, log
+    executor.shutdown()
+    probe.destroy_node()
+    rclpy.shutdown()
+    graph.stop()
+    Path(ROOT / "outputs").mkdir(exist_ok=True)
+    (ROOT / "outputs" / "test_ros_stack.log").write_text(log.getvalue())
+
+
+def test_arm_reaches_a_commanded_target(stack):
+    _, probe, _ = stack
+    target = HOME_Q + np.array([0.25, 0.1, 0.0, 0.1, 0.0, -0.1, 0.2])
+    probe.teleop_stream(target, 6.0)
+    assert np.max(np.abs(probe.q - target)) < 0.01, probe.q - target
+
+
+def test_nan_and_out_of_limit_commands_never_reach_the_driver(stack):
+    _, probe, _ = stack
+    start = len(probe.commands)
+    bad = HOME_Q.copy()
+    bad[2] = float("nan")
+    beyond = HOME_Q.copy()
+    beyond[3] = 1.0  # joint 4 must stay below -0.15 rad
+    far = HOME_Q + 2.0  # a 2 rad jump on every joint
+    for q in (bad, beyond, far):
+        for _ in range(10):
+            probe.teleop.publish(chunk_to_msg(probe.now(), 0.1, q[None]))
+            time.sleep(0.05)
+    time.sleep(1.0)
+    sent = probe.commands[start:]
+    assert sent, "the safety filter published nothing"
+    pos = np.array([p for p, _ in sent])
+    assert np.isfinite(pos).all()
+    assert (pos >= Q_MIN).all() and (pos <= Q_MAX).all()
+    assert any("nan" in m.lower() or "finite" in m.lower() for m in probe.interventions), probe.interventions
+    assert (probe.q >= Q_MIN).all() and (probe.q <= Q_MAX).all()
+
+
+def test_estop_holds_until_reset(stack):
+    _, probe, _ = stack
+    here = probe.q.copy()
+    probe.teleop_stream(here, 1.0)
+    res = probe._call(probe.estop_cli, Trigger.Request())
+    assert res.success
+    goal = here + np.array([0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    probe.teleop_stream(goal, 2.0)
+    assert np.max(np.abs(probe.q - here)) < 0.01, "arm moved during e-stop"
+    res = probe._call(probe.safety_reset_cli, Trigger.Request())
+    assert res.success
+    probe.teleop_stream(goal, 4.0)
+    assert np.max(np.abs(probe.q - goal)) < 0.01, "arm did not follow fresh commands after reset"
+
+
+def test_closed_loop_episode_with_the_default_model(stack):
+    _, probe, _ = stack
+    results = [probe.run_episode() for _ in range(3)]
+    assert all(r.chunks > 0 for r in results), "the policy published no chunks"
+    assert sum(r.success for r in results) >= 1, [(r.seed, r.final_error_mm) for r in results]
+
+
+def test_killed_policy_node_leaves_the_arm_holding(stack):
+    graph, probe, _ = stack
+    probe.enable_policy(False)
+    probe._call(probe.reset_cli, Trigger.Request())
+    probe.go_home(HOME_Q)
+    probe.select_source("policy")
+    probe.enable_policy(True)
+    time.sleep(1.5)  # the policy is driving the arm
+    policy = next(n for n in graph.nodes if n.spec.name == "policy_node")
+    os.killpg(policy.process.pid, signal.SIGKILL)
+    time.sleep(2.0)  # rest of the last chunk, stale timeout, jerk-limited stop
+    rows = probe.settle(1.5)
+    assert np.max(np.ptp(rows, axis=0)) < 0.003, "arm still moving after the policy died"
+    assert any("stale" in m.lower() for m in probe.interventions), probe.interventions[-5:]
+    assert graph.check() == ("policy_node", -signal.SIGKILL)
+
+
+def test_no_libfranka_errors_over_the_run(stack):
+    _, probe, _ = stack
+    assert not probe.driver_errors, probe.driver_errors
