@@ -8,7 +8,7 @@ OUT=models/reach_precise
 mkdir -p "$WORK"
 .venv/bin/cdp demos --task reach_precise --episodes 200 --seed 0 --out "$WORK/demos"
 .venv/bin/cdp train --config cdp_core/cdp_core/configs/sim_mlp.yaml \
-    --set data.path="$WORK/demos" --set train.steps=10000 --set contraction.gamma=0.1 \
+    --set data.path="$WORK/demos" --set train.steps=8000 --set contraction.gamma=0.1 \
     --out "$WORK/run"
 .venv/bin/cdp export --checkpoint "$WORK/run/checkpoints/latest.pt" --sampler ddim --steps 8 \
     --out "$OUT/cdp_reach.onnx"

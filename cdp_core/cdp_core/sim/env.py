@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..orientation import matrix_to_quat
 from .tasks import JOINT_NAMES, Task, get_task
 
 HOME_Q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
@@ -100,9 +101,9 @@ class FR3TaskEnv:
         return self.data.qpos[self._qadr].copy()
 
     def tip_pose(self) -> tuple[np.ndarray, np.ndarray]:
-        """Tool-tip position (m) and orientation quaternion (x, y, z, w; w >= 0), base frame."""
+        """Tool-tip position (m) and orientation quaternion (x, y, z, w; cdp_core.orientation's sign), base frame."""
         pose = self.robot.kinematics(self.q)
-        quat = _rot_to_quat(pose.rotation)
+        quat = matrix_to_quat(pose.rotation)
         return np.array(pose.translation), quat
 
     def tip_position(self) -> np.ndarray:
@@ -147,14 +148,3 @@ class FR3TaskEnv:
         self.time += self.substeps * PHYSICS_DT
         done = self.success or self.time >= self.spec.time_limit_s - 1e-9
         return self.observe(), {"success": self.success, "tip_error": err, "time": self.time, "done": done}
-
-
-def _rot_to_quat(r: np.ndarray) -> np.ndarray:
-    """Rotation matrix -> unit quaternion (x, y, z, w) with w >= 0 (one sign, so observations are continuous)."""
-    import mujoco
-
-    wxyz = np.empty(4)
-    mujoco.mju_mat2Quat(wxyz, np.ascontiguousarray(r, dtype=np.float64).reshape(-1))
-    if wxyz[0] < 0:
-        wxyz = -wxyz
-    return np.array([wxyz[1], wxyz[2], wxyz[3], wxyz[0]])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from cdp_core.orientation import TOOL_DOWN_XYZW, QuaternionError, canonical_tool_quat
 
 #: Inputs the buffer keeps (each with its own stamp).
 JOINTS, FINGERS, EE_POSE, OBJECT_POSE = "joints", "fingers", "ee_pose", "object_pose"
@@ -30,19 +31,18 @@ class ObservationError(ValueError):
     """The model asks for observations this node cannot build, or an input message is unusable."""
 
 
-def canonical_quat(q_xyzw: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) with w >= 0: the fast path's sign convention (``env._rot_to_quat``).
+#: Sign references of observed quaternions: the tool points down; objects stand upright (yaw only).
+OBJECT_UPRIGHT_XYZW = np.array([0.0, 0.0, 0.0, 1.0])
 
-    q and -q are the same rotation; the model was trained on one hemisphere only, so a driver
-    that publishes the other one must not flip the observation.
-    """
-    q = np.asarray(q_xyzw, dtype=np.float64).reshape(4)
-    n = float(np.linalg.norm(q))
-    if not np.isfinite(q).all() or n < 1e-6:
-        raise ObservationError(f"quaternion {q.tolist()} is not a rotation")
-    if abs(n - 1.0) > 1e-9:  # leave unit quaternions bit-exact (the fast path's values)
-        q = q / n
-    return -q if q[3] < 0 else q
+
+def canonical_quat(q_xyzw: np.ndarray, reference: np.ndarray = TOOL_DOWN_XYZW) -> np.ndarray:
+    """The fast path's quaternion sign convention (``cdp_core.orientation``): q and -q are the same
+    rotation, the model was trained on one hemisphere only, so whatever sign a publisher uses
+    must not flip the observation."""
+    try:
+        return canonical_tool_quat(q_xyzw, reference)
+    except QuaternionError as exc:
+        raise ObservationError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -143,16 +143,17 @@ class ObservationBuffer:
                 self._values[key], self._stamps[key] = v, float(stamp)
 
     def update_ee_pose(self, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float]) -> None:
-        self._set_pose(EE_POSE, stamp, position, quat_xyzw)
+        self._set_pose(EE_POSE, stamp, position, quat_xyzw, TOOL_DOWN_XYZW)
 
     def update_object_pose(self, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float]) -> None:
-        self._set_pose(OBJECT_POSE, stamp, position, quat_xyzw)
+        self._set_pose(OBJECT_POSE, stamp, position, quat_xyzw, OBJECT_UPRIGHT_XYZW)
 
-    def _set_pose(self, key: str, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float]) -> None:
+    def _set_pose(self, key: str, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float],
+                  reference: np.ndarray) -> None:
         p = np.asarray(position, dtype=np.float64).reshape(3)
         if not np.isfinite(p).all():
             raise ObservationError(f"{INPUT_TOPICS[key]} position {p.tolist()} is not finite")
-        v = np.concatenate([p, canonical_quat(np.asarray(quat_xyzw))])
+        v = np.concatenate([p, canonical_quat(np.asarray(quat_xyzw), reference)])
         with self._lock:
             self._values[key], self._stamps[key] = v, float(stamp)
 

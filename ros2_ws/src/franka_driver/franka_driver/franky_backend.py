@@ -80,6 +80,11 @@ class FrankyBackend(Backend):
         except Exception as exc:
             raise BackendError(f"cannot connect to the arm at {self.config.robot_ip}: {_describe(exc)}") from exc
         self._robot = robot
+        # libfranka raises the *calling* thread to the highest SCHED_FIFO priority when it can (root,
+        # or rtprio limits), even with RealtimeConfig.Ignore. That thread is the node's main thread,
+        # which then spins rclpy: at FIFO 99 it starves every other process on a small machine.
+        # franky's own control thread sets its priority itself; the calling thread goes back to normal.
+        _normal_scheduling_for_this_thread()
         if self.config.gripper_enabled:
             try:
                 self._gripper = franky.Gripper(self.config.robot_ip)
@@ -247,3 +252,14 @@ class FrankyBackend(Backend):
         self._gripper = None
         with self._lock:
             self._robot = None  # franky disconnects in the destructor
+
+
+def _normal_scheduling_for_this_thread() -> None:
+    """Put the calling thread back on SCHED_OTHER (no-op where it already is or cannot be changed)."""
+    import os
+
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
