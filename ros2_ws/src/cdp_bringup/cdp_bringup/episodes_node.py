@@ -126,15 +126,20 @@ class EpisodeRunner(Node):
         assert self.q is not None
         times, path = homing_trajectory(self.q.copy(), q_goal, self.now() + 0.1, cfg.homing_speed)
         t_end = time.monotonic() + cfg.homing_timeout_s
+        settled_since = None
         while True:
             now = self.now()
             if now < times[-1]:
                 self.teleop.publish(chunk_to_msg_abs(times, path))
             else:  # past the path: keep the goal fresh so the filter holds it instead of going stale
                 self.teleop.publish(chunk_to_msg(now, 0.1, q_goal[None]))
-                still = self.dq is None or float(np.max(np.abs(self.dq))) < 0.02
-                if float(np.max(np.abs(self.q - q_goal))) < cfg.home_tolerance and still:
-                    return
+                # Settled = within tolerance for 0.3 s (joint velocities are too noisy at rest to judge).
+                if float(np.max(np.abs(self.q - q_goal))) < cfg.home_tolerance:
+                    settled_since = settled_since or time.monotonic()
+                    if time.monotonic() - settled_since >= 0.3:
+                        return
+                else:
+                    settled_since = None
             if time.monotonic() > t_end:
                 raise StackError(f"arm did not reach home within {cfg.homing_timeout_s} s "
                                  f"(error {np.max(np.abs(self.q - q_goal)):.3f} rad)")
