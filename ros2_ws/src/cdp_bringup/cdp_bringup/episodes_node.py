@@ -81,6 +81,13 @@ class EpisodeRunner(Node):
         for st in msg.status:
             self.diagnostics[st.name] = {kv.key: kv.value for kv in st.values}
 
+    def check_driver(self) -> None:
+        """Raise if the driver reports a robot error: episodes stop, the arm holds, a person decides."""
+        err = self.diagnostics.get("franka_driver", {}).get("error", "")
+        if err and err != "no state yet":
+            raise StackError(f"franka_driver reports an error ({err}); the arm holds. Find the cause, "
+                             f"then call {names.DRIVER_RECOVER}")
+
     # --- blocking helpers -------------------------------------------------------------
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -140,6 +147,7 @@ class EpisodeRunner(Node):
                         return
                 else:
                     settled_since = None
+            self.check_driver()
             if time.monotonic() > t_end:
                 raise StackError(f"arm did not reach home within {cfg.homing_timeout_s} s "
                                  f"(error {np.max(np.abs(self.q - q_goal)):.3f} rad)")
@@ -162,6 +170,7 @@ class EpisodeRunner(Node):
                 if self.success:
                     tts = time.monotonic() - t0
                     break
+                self.check_driver()
                 time.sleep(0.01)
         finally:
             self.enable_policy(False)
@@ -204,6 +213,7 @@ def run_episodes(task: str, config: EpisodeConfig, log=print, wait_s: float = 60
         return runner.run(config.episodes, log)
     finally:
         executor.shutdown()
+        spin.join(timeout=2.0)
         runner.destroy_node()
         if own_context and rclpy.ok():
             rclpy.shutdown()

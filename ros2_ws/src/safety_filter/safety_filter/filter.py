@@ -60,6 +60,11 @@ class SafetyConfig:
     max_future_s: float = 2.0
     #: Measured joints further than this (rad) from the filter state => hold and resync.
     resync_tolerance_rad: float = 0.15
+    #: The arm lagging the filter's output by more than this (rad) scales the speed down, to zero
+    #: at lag_hold_rad: the filter waits for an arm that is slower than its commands (a heavy
+    #: payload, a simulator running below real time) instead of running ahead into a resync.
+    lag_slowdown_rad: float = 0.03
+    lag_hold_rad: float = 0.08
     #: Cartesian path: per-tick clamp of the target's distance from the current output (m, rad).
     cartesian_max_step_m: float = 0.05
     cartesian_max_step_rot: float = 0.2
@@ -74,6 +79,9 @@ class SafetyConfig:
             raise ValueError(f"rate_hz must be positive, got {self.rate_hz}")
         if not self.stale_timeout_s > 0 or not self.max_step_rad > 0 or not self.lookahead_s >= 0:
             raise ValueError("stale_timeout_s and max_step_rad must be positive, lookahead_s non-negative")
+        if not 0 < self.lag_slowdown_rad < self.lag_hold_rad <= self.resync_tolerance_rad:
+            raise ValueError("need 0 < lag_slowdown_rad < lag_hold_rad <= resync_tolerance_rad, got "
+                             f"{self.lag_slowdown_rad}, {self.lag_hold_rad}, {self.resync_tolerance_rad}")
         lo = np.asarray(self.box_min, dtype=np.float64)
         hi = np.asarray(self.box_max, dtype=np.float64)
         if lo.shape != (3,) or hi.shape != (3,) or np.any(hi - lo <= 2 * self.box_margin):
@@ -131,6 +139,7 @@ class _FilterCore:
         self._command: tuple[float, object] | None = None  # (receive time, command)
         self._stale = False
         self._speed_scale = 1.0
+        self._lag_scale = 1.0  # from the measured arm's lag behind the output (joint filter)
         self._epoch = -math.inf  # commands observed before this (sync / reset / e-stop) are refused
         self.rejected: Counter[str] = Counter()
         self.interventions: Counter[str] = Counter()
@@ -216,6 +225,8 @@ class _FilterCore:
             return "idle", True, []
         if self._speed_scale < 1e-3:
             return "paused", True, ["speed scale 0: holding"]
+        if self._lag_scale < 1e-3:
+            return "paused", True, ["arm lagging the command: holding until it catches up"]
         return "tracking", False, []
 
     def _count(self, interventions: list[str]) -> None:
@@ -302,7 +313,10 @@ class SafetyFilter(_FilterCore):
             return self._reject("measured joint state unusable")
         drift = float(np.max(np.abs(q - self._guard.p)))
         if drift <= self.config.resync_tolerance_rad:
+            lo, hi = self.config.lag_slowdown_rad, self.config.lag_hold_rad
+            self._lag_scale = 1.0 if drift <= lo else max(0.0, (hi - drift) / (hi - lo))
             return None
+        self._lag_scale = 1.0
         self.sync(q, t)
         self.interventions["resync"] += 1
         return f"resync: measured joints {drift:.3f} rad from the command (reflex or recovery?): holding"
@@ -380,9 +394,10 @@ class SafetyFilter(_FilterCore):
         mode, brake, notes = self._mode(t_now)
         target = tv = v_max = v_min = min_duration = None
         if not brake:
-            v_max = self.limits.velocity * self._speed_scale
-            if self._speed_scale < 1.0:
-                notes.append(f"speed_scaled: {self._speed_scale:.2f}")
+            scale = min(self._speed_scale, self._lag_scale)
+            v_max = self.limits.velocity * scale
+            if scale < 1.0:
+                notes.append(f"speed_scaled: {scale:.2f}" + (" (arm lagging)" if self._lag_scale < self._speed_scale else ""))
             target, tv, arrive_in = self._chunk_target(t_now)
             target, tv, timed = self._shape_target(target, tv, v_max, notes)
             min_duration = arrive_in if timed else None

@@ -337,3 +337,26 @@ def test_drop_command_holds_and_refuses_commands_observed_before_the_hand_over()
         t += f.config.dt
         out = f.step(t)
     assert np.max(np.abs(out.velocity)) < 1e-9  # braked to a hold
+
+
+def test_a_lagging_arm_slows_the_filter_down_and_it_waits():
+    """Measured joints behind the output: speed scales down, then holds until the arm catches up."""
+    import numpy as np
+
+    from safety_filter.filter import SafetyConfig, SafetyFilter
+
+    f = SafetyFilter(SafetyConfig())
+    q0 = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
+    f.sync(q0, 0.0)
+    target = q0 + np.array([1.0, 0, 0, 0, 0, 0, 0])
+    t, outs = 0.0, []
+    for k in range(150):
+        if k % 5 == 0:
+            f.set_chunk(np.array([t, t + 10.0]), np.stack([target, target]), "policy", t)
+        t += f.config.dt
+        f.check_drift(q0, t)  # the arm does not move at all
+        outs.append(f.step(t))
+    lead = max(abs(o.position[0] - q0[0]) for o in outs)
+    assert lead < f.config.resync_tolerance_rad  # waited (braking included) instead of running into a resync
+    assert f.interventions["resync"] == 0
+    assert any("lagging" in " ".join(o.interventions) for o in outs)

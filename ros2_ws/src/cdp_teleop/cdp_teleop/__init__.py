@@ -1,0 +1,1 @@
+"""Teleoperation: input devices -> Cartesian TCP target -> IK -> joint chunks through the safety filter."""

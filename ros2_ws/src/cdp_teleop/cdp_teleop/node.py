@@ -1,0 +1,318 @@
+"""``teleop_node``: keyboard / gamepad / scripted operator -> /teleop/command through the safety filter.
+
+Every tick (``rate_hz``) the device is polled, the TCP target advanced and IK-solved
+(:class:`TeleopCore`), and the joint target published as a one-point JointTrajectory on
+``/teleop/command`` (stamped now): a heartbeat, so the filter holds the arm when this node stops.
+Episode keys publish ``/episode/event`` (JSON, see :mod:`cdp_teleop.events`) for the recorder.
+
+``device:=scripted`` runs ``episodes`` unattended demonstrations in simulation: reset the
+scene (``/sim/reset_episode``), home the arm to the fast path's start configuration for the
+seed, start the episode (``/sim/start_episode`` + event ``start``), move the target along the
+scripted demonstrator's path, then mark success/failure from ``/task/success`` and ``stop``.
+With ``select_source:=true`` the node makes itself the safety filter's active source at start.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from cdp_ros_common import diagnostics, names
+from cdp_ros_common.conversions import chunk_to_msg, msg_to_pose
+from cdp_ros_common.params import declare_dataclass
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from .devices import DeviceError, PygameGamepad, TerminalKeyboard
+from .events import EPISODE_EVENT, EPISODE_EVENTS, FAILURE, START, STOP, SUCCESS, encode_event
+from .ik import tcp_pose
+from .mapping import HALT, KEYBOARD_HELP, QUIT, SPEED_DOWN, SPEED_UP, DeviceInput, GamepadLayout, TeleopConfig, TeleopCore
+from .scripted import plan_scripted_demo
+
+
+@dataclass
+class TeleopNodeConfig:
+    """Node-only parameters (the core's are TeleopConfig's fields)."""
+
+    #: keyboard | gamepad | scripted | none (hold + events only)
+    device: str = "keyboard"
+    task: str = "reach_precise"
+    operator: str = "unknown"
+    key_timeout_s: float = 0.25
+    gamepad_index: int = 0
+    #: Make this node the safety filter's active source at start (parameter service of ``safety_node``).
+    select_source: bool = True
+    safety_node: str = "safety_filter"
+    #: Scripted mode: number of episodes, seed of the first strategy draw, home jitter (rad), and
+    #: whether the node exits (code 0) when done.
+    episodes: int = 3
+    scripted_seed: int = 0
+    home_jitter: float = 0.05
+    exit_when_done: bool = False
+
+
+class StackError(RuntimeError):
+    """A service of the stack is missing or refused (scripted mode)."""
+
+
+class TeleopNode(Node):
+    def __init__(self) -> None:
+        super().__init__("teleop_node")
+        self.config = declare_dataclass(self, TeleopConfig)
+        self.node_config = declare_dataclass(self, TeleopNodeConfig)
+        nc = self.node_config
+        if nc.device not in ("keyboard", "gamepad", "scripted", "none"):
+            raise ValueError(f"device:={nc.device!r}: expected keyboard, gamepad, scripted or none")
+        self.core = TeleopCore(self.config)
+        self.lock = threading.Lock()
+        self.device: Any = None
+        if nc.device == "keyboard":
+            self.device = TerminalKeyboard(nc.key_timeout_s)
+            sys.stdout.write(KEYBOARD_HELP)
+            sys.stdout.flush()
+        elif nc.device == "gamepad":
+            self.device = PygameGamepad(GamepadLayout(), nc.gamepad_index)
+            self.get_logger().info(f"gamepad: {self.device.name}")
+        self.recording = False
+        self.success = False
+        self.object_pose: tuple[float, np.ndarray, np.ndarray] | None = None
+        self.done = threading.Event()
+        self.exit_code = 0
+        group = ReentrantCallbackGroup()
+        self.create_subscription(JointState, names.JOINT_STATES, self._on_joints, 10, callback_group=group)
+        self.create_subscription(PoseStamped, names.OBJECT_POSE, self._on_object, 10, callback_group=group)
+        self.create_subscription(Bool, names.TASK_SUCCESS, lambda m: setattr(self, "success", bool(m.data)), 10,
+                                 callback_group=group)
+        self.cmd_pub = self.create_publisher(JointTrajectory, names.TELEOP_COMMAND, 10)
+        self.event_pub = self.create_publisher(String, EPISODE_EVENT, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
+        self.param_cli = self.create_client(SetParameters, f"/{nc.safety_node}/set_parameters", callback_group=group)
+        self.reset_cli = self.create_client(Trigger, names.SIM_RESET_EPISODE, callback_group=group)
+        self.start_cli = self.create_client(Trigger, names.SIM_START_EPISODE, callback_group=group)
+        self._last_tick = time.monotonic()
+        self.create_timer(1.0 / self.config.rate_hz, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0, self._diagnose, callback_group=group)
+        self.worker: threading.Thread | None = None
+        if nc.select_source or nc.device == "scripted":
+            self.worker = threading.Thread(target=self._work, daemon=True, name="teleop-worker")
+            self.worker.start()
+
+    # --- inputs ---------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_joints(self, msg: JointState) -> None:
+        idx = {n: i for i, n in enumerate(msg.name)}
+        if not all(j in idx for j in names.JOINT_NAMES) or len(msg.position) != len(msg.name):
+            return
+        q = np.array([msg.position[idx[j]] for j in names.JOINT_NAMES])
+        if np.isfinite(q).all():
+            with self.lock:
+                self.core.measured(q)
+
+    def _on_object(self, msg: PoseStamped) -> None:
+        self.object_pose = msg_to_pose(msg)
+
+    # --- the command stream -----------------------------------------------------------------
+    def _tick(self) -> None:
+        now_m = time.monotonic()
+        dt = min(now_m - self._last_tick, 3.0 / self.config.rate_hz)  # a late tick must not jump the target
+        self._last_tick = now_m
+        inp = self.device.poll(self.now()) if self.device is not None else DeviceInput()
+        with self.lock:
+            for ev in inp.events:
+                self._handle(ev)
+            q = self.core.step(inp, dt) if self.node_config.device != "scripted" else self.core.q_target
+        if q is not None:
+            self.cmd_pub.publish(chunk_to_msg(self.now(), 0.1, q[None]))
+
+    def _handle(self, ev: str) -> None:
+        if ev == SPEED_UP or ev == SPEED_DOWN:
+            s = self.core.scale_speed(1.25 if ev == SPEED_UP else 0.8)
+            self._say(f"speed scale {s:.2f}")
+        elif ev == HALT:
+            self.core.resync()
+        elif ev == QUIT:
+            self.done.set()
+        elif ev in EPISODE_EVENTS:
+            self.send_event(ev)
+
+    def send_event(self, ev: str, **extra: Any) -> None:
+        nc = self.node_config
+        self.event_pub.publish(String(data=encode_event(ev, self.now(), task=nc.task, operator=nc.operator,
+                                                        source=nc.device, **extra)))
+        if ev == START:
+            self.recording = True
+        elif ev in (STOP, "discard"):
+            self.recording = False
+        self._say(f"episode event: {ev}")
+
+    def _say(self, text: str) -> None:
+        if self.node_config.device == "keyboard":  # cbreak mode: keep the help text readable
+            sys.stdout.write(f"\r{text}\n")
+            sys.stdout.flush()
+        self.get_logger().info(text)
+
+    def _diagnose(self) -> None:
+        c = self.core
+        level = diagnostics.OK if c.synced else diagnostics.WARN
+        self.diag_pub.publish(diagnostics.array(self.now(), diagnostics.status(
+            "teleop_node", level, "ok" if c.synced else "no joint states yet",
+            {"device": self.node_config.device, "speed_scale": c.speed_scale, "ik_refusals": c.ik_refusals,
+             "recording": self.recording})))
+
+    # --- worker thread: source selection and the scripted operator ----------------------------
+    def _call(self, client: Any, request: Any, timeout_s: float = 10.0) -> Any:
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise StackError(f"service {client.srv_name} is not available")
+        done = threading.Event()
+        future = client.call_async(request)
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(timeout_s):
+            raise StackError(f"service {client.srv_name} did not answer within {timeout_s} s")
+        return future.result()
+
+    def select_source(self) -> None:
+        p = ParameterMsg(name="active_source", value=ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                                                     string_value="teleop"))
+        res = self._call(self.param_cli, SetParameters.Request(parameters=[p]))
+        if not res.results or not res.results[0].successful:
+            raise StackError("safety filter refused active_source=teleop")
+
+    def _wait_synced(self, timeout_s: float = 60.0) -> None:
+        t_end = time.monotonic() + timeout_s
+        while not self.core.synced:
+            if time.monotonic() > t_end:
+                raise StackError(f"no {names.JOINT_STATES} within {timeout_s} s")
+            time.sleep(0.05)
+
+    def _work(self) -> None:
+        try:
+            self._wait_synced()
+            if self.node_config.select_source or self.node_config.device == "scripted":
+                self.select_source()
+                self._say("teleop is the safety filter's active source")
+            if self.node_config.device == "scripted":
+                self.run_scripted()
+                if self.node_config.exit_when_done:
+                    self.done.set()
+        except Exception as exc:  # noqa: BLE001 - reported, and the node stops (the filter holds the arm)
+            self.get_logger().error(f"teleop worker: {type(exc).__name__}: {exc}")
+            self.exit_code = 1
+            self.done.set()
+
+    def _follow_joint_path(self, times: np.ndarray, path: np.ndarray) -> None:
+        while True:
+            now = self.now()
+            k = int(np.searchsorted(times, now, side="right")) - 1
+            with self.lock:
+                self.core.set_target_joints(path[min(max(k, 0), len(path) - 1)])
+            if now >= times[-1] or self.done.is_set():
+                return
+            time.sleep(0.02)
+
+    def _home(self, q_goal: np.ndarray, tolerance: float = 0.01, timeout_s: float = 30.0) -> None:
+        from cdp_bringup.episodes import homing_trajectory
+
+        with self.lock:
+            q_now = self.core.q_measured.copy()
+        times, path = homing_trajectory(q_now, q_goal, self.now(), 0.4, dt=0.05)
+        self._follow_joint_path(times, path)
+        t_end = time.monotonic() + timeout_s
+        while float(np.max(np.abs(self.core.q_measured - q_goal))) > tolerance:
+            if time.monotonic() > t_end:
+                raise StackError(f"arm did not reach home within {timeout_s} s")
+            time.sleep(0.05)
+        time.sleep(0.3)
+
+    def run_scripted(self) -> None:
+        from cdp_bringup.episodes import home_configuration
+        from cdp_core.sim.tasks import get_task
+
+        nc = self.node_config
+        task = get_task(nc.task)
+        for i in range(nc.episodes):
+            if self.done.is_set():
+                return
+            reset = json.loads(self._call(self.reset_cli, Trigger.Request()).message)
+            seed = int(reset["seed"])
+            self._home(home_configuration(task, seed, nc.home_jitter))
+            t_reset = self.now()
+            t_end = time.monotonic() + 5.0
+            while self.object_pose is None or self.object_pose[0] < t_reset:
+                if time.monotonic() > t_end:
+                    raise StackError(f"no fresh {names.OBJECT_POSE} after the scene reset")
+                time.sleep(0.02)
+            _, obj_pos, obj_quat = self.object_pose
+            rng = np.random.default_rng(nc.scripted_seed + seed)
+            with self.lock:
+                pos, rot = tcp_pose(self.core.q_target)
+            plan = plan_scripted_demo(task, obj_pos, obj_quat, pos, rot, rng)
+            self._call(self.start_cli, Trigger.Request())
+            self.success = False
+            self.send_event(START, seed=seed, strategy=plan.strategy, episode_index=i)
+            t0 = self.now()
+            while not self.done.is_set():
+                t = self.now() - t0
+                p, r = plan.tcp_pose(t)
+                with self.lock:
+                    self.core.move_target(p, r)
+                if t >= plan.duration:
+                    break
+                time.sleep(1.0 / self.config.rate_hz)
+            ok = self.success
+            self.send_event(SUCCESS if ok else FAILURE, seed=seed)
+            self.send_event(STOP, seed=seed)
+            self._say(f"scripted episode {i + 1}/{nc.episodes} seed {seed} ({plan.strategy}): "
+                      f"{'success' if ok else 'failure'}")
+
+    def destroy_node(self) -> None:
+        if self.device is not None:
+            self.device.close()
+        super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = None
+    code = 0
+    executor = MultiThreadedExecutor(num_threads=3)
+    try:
+        node = TeleopNode()
+        executor.add_node(node)
+        while rclpy.ok() and not node.done.is_set():
+            executor.spin_once(timeout_sec=0.1)
+        code = node.exit_code
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (DeviceError, ValueError) as exc:
+        print(f"teleop_node: {exc}", file=sys.stderr)
+        code = 2
+    finally:
+        if node is not None:
+            node.done.set()
+            node.destroy_node()
+        executor.shutdown()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
