@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the project needs (later issues add libusb-1.0-0 for pyrealsense2).
 # Only installed when missing.
-APT_PACKAGES=(libosmesa6)  # offscreen MuJoCo rendering (evaluation videos)
+# libosmesa6: offscreen MuJoCo rendering (videos, simulated camera); libusb-1.0-0: pyrealsense2.
+APT_PACKAGES=(libosmesa6 libusb-1.0-0)
 missing=()
 for p in "${APT_PACKAGES[@]+"${APT_PACKAGES[@]}"}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -22,7 +23,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 stamp=.venv/.cdp-setup-stamp
-ROS_PACKAGES=(cdp_ros_common cdp_sim franka_driver safety_filter cdp_policy cdp_bringup)
+ROS_PACKAGES=(cdp_ros_common cdp_sim franka_driver safety_filter cdp_policy cdp_perception cdp_bringup)
 hash=$(cat scripts/setup.sh cdp_core/pyproject.toml ros2_ws/requirements.txt ros2_ws/src/*/setup.py \
   | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then

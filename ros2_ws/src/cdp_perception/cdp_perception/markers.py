@@ -35,13 +35,13 @@ def aruco_dictionary(name: str = DICTIONARY):
 class BoardSpec:
     """A ChArUco board (chessboard squares with ArUco markers in the white squares)."""
 
-    squares_x: int = 5
-    squares_y: int = 4
-    square_m: float = 0.06
-    marker_m: float = 0.045
+    squares_x: int = 7
+    squares_y: int = 5
+    square_m: float = 0.045
+    marker_m: float = 0.034
     dictionary: str = DICTIONARY
     #: Pixels per square of the printed/texture image.
-    px_per_square: int = 80
+    px_per_square: int = 64
     #: White quiet zone around the board, in squares.
     margin_squares: float = 0.5
 
@@ -140,14 +140,16 @@ def object_model(task: str) -> ObjectModel:
     """The marker layout of ``task``'s tracked object (ids 20+ so they never clash with the board's)."""
     if task == "peg_insert":
         # Fixture: 100 mm square block whose top (the object origin) is 60 mm above the table.
-        # Four 50 mm markers lie on the table around it, 100 mm from the hole's axis: nothing of the
+        # Four 60 mm markers lie on the table around it, 110 mm from the hole's axis: nothing of the
         # fixture's geometry changes, and the peg coming from above never covers more than one.
         z = -0.06 + 0.0005
-        markers = tuple(MarkerSpec(20 + i, 0.05, _flat(0.10 * np.cos(a), 0.10 * np.sin(a), z))
+        markers = tuple(MarkerSpec(20 + i, 0.06, _flat(0.11 * np.cos(a), 0.11 * np.sin(a), z))
                         for i, a in enumerate(np.arange(4) * np.pi / 2))
         return ObjectModel("peg_insert", markers, body="task_fixture", body_T_object=_flat(0.0, 0.0, 0.06))
     if task == "reach_precise":
-        # Target in free space: a 50 mm marker card 30 mm below it and 60 mm towards +x, so the
-        # hand coming from above does not hide it from a camera in front of the robot.
-        return ObjectModel("reach_precise", (MarkerSpec(30, 0.05, _flat(0.06, 0.0, -0.03)),), body="task_target")
+        # Target in free space: a card of four 40 mm markers 30 mm below it and 80 mm towards +x
+        # (towards a camera in front of the robot), so the hand coming from above hides at most one.
+        offsets = ((0.055, 0.03), (0.055, -0.03), (0.115, 0.03), (0.115, -0.03))
+        return ObjectModel("reach_precise", tuple(MarkerSpec(30 + i, 0.04, _flat(x, y, -0.03))
+                                                  for i, (x, y) in enumerate(offsets)), body="task_target")
     raise ValueError(f"no marker layout for task {task!r}; known: peg_insert, reach_precise")

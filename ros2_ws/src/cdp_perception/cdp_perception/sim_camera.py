@@ -36,7 +36,7 @@ BASE_BODY = "robot0_fr3_link0"
 HAND_T_TCP = make_transform(np.eye(3), [0.0, 0.0, 0.1034])
 
 #: Default eye-to-hand pose: in front of and above the robot, looking at the work area.
-DEFAULT_EYE_TO_HAND = {"eye": (1.05, 0.35, 0.65), "target": (0.5, 0.0, 0.15)}
+DEFAULT_EYE_TO_HAND = {"eye": (1.0, 0.3, 0.75), "target": (0.5, 0.0, 0.12)}
 #: Default eye-in-hand pose (hand_T_cam): beside the fingers, looking along the tool axis.
 DEFAULT_EYE_IN_HAND = make_transform(np.eye(3), [0.07, 0.0, 0.02])
 

@@ -11,6 +11,8 @@ FINGER_NAMES = ["fr3_finger_joint1", "fr3_finger_joint2"]
 JOINT_STATES = "/joint_states"
 EE_POSE = "/franka/ee_pose"
 OBJECT_POSE = "/perception/object_pose"
+#: Simulator ground truth when perception is in the loop (the simulated camera renders from it).
+SIM_OBJECT_POSE = "/sim/object_pose"
 POLICY_CHUNK = "/policy/action_chunk"
 TELEOP_COMMAND = "/teleop/command"
 SAFETY_COMMAND = "/safety/command"

@@ -31,7 +31,7 @@ class SimRobotNode(Node):
         self.sim.start()
         self.get_logger().info(f"franky-sim FR3 with task {self.config.task!r} serving libfranka on "
                                f"{self.config.hostname}")
-        self.pose_pub = self.create_publisher(PoseStamped, names.OBJECT_POSE, 10)
+        self.pose_pub = self.create_publisher(PoseStamped, self.config.object_pose_topic, 10)
         self.success_pub = self.create_publisher(Bool, names.TASK_SUCCESS, 10)
         self.error_pub = self.create_publisher(Float64, names.TASK_TIP_ERROR, 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)

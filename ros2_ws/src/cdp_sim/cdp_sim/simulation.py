@@ -30,6 +30,9 @@ class SimConfig:
     #: 1.0 = real time (what a libfranka client expects); physics is always 1 kHz.
     realtime_factor: float = 1.0
     ground_truth_rate_hz: float = 30.0
+    #: Where the ground-truth object pose goes: straight to the policy's input, or (perception in
+    #: the loop) to /sim/object_pose, which the simulated camera renders from.
+    object_pose_topic: str = "/perception/object_pose"
 
 
 @dataclass
