@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the project needs (later issues add libusb-1.0-0 for pyrealsense2).
+# Debian packages the project needs.
 # Only installed when missing.
 # libosmesa6: offscreen MuJoCo rendering (videos, simulated camera); libusb-1.0-0: pyrealsense2.
 APT_PACKAGES=(libosmesa6 libusb-1.0-0)

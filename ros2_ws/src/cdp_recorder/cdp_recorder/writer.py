@@ -66,6 +66,7 @@ class EpisodeWriter:
         self._sequence: dict[str, int] = {}
         self.messages = 0
         self.closed = False
+        self._finished = False
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             if self.partial.exists() or self.final.exists():
@@ -109,6 +110,8 @@ class EpisodeWriter:
             raise describe_os_error(exc, self.partial) from exc
 
     def _sync(self) -> None:
+        if not self._finished:
+            self._writer.flush()  # closes the chunk in progress: what is fsync'd is readable after a crash
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._last_sync = time.monotonic()
@@ -119,6 +122,7 @@ class EpisodeWriter:
             for name, data in metadata.items():
                 self._writer.add_metadata(name, {str(k): str(v) for k, v in data.items()})
             self._writer.finish()
+            self._finished = True
             self._sync()
             self._fh.close()
             self.closed = True
@@ -141,6 +145,10 @@ class EpisodeWriter:
         except OSError:
             pass
         return None
+
+    def close(self) -> None:
+        """Stop writing and leave the ``.mcap.partial`` file as it is."""
+        self._close_quietly()
 
     def _close_quietly(self) -> None:
         self.closed = True

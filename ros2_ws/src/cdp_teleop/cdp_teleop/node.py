@@ -99,12 +99,15 @@ class TeleopNode(Node):
         self.create_subscription(PoseStamped, names.OBJECT_POSE, self._on_object, 10, callback_group=group)
         self.create_subscription(Bool, names.TASK_SUCCESS, lambda m: setattr(self, "success", bool(m.data)), 10,
                                  callback_group=group)
+        self.driver_error = ""
+        self.create_subscription(DiagnosticArray, names.DIAGNOSTICS, self._on_diagnostics, 50, callback_group=group)
         self.cmd_pub = self.create_publisher(JointTrajectory, names.TELEOP_COMMAND, 10)
         self.event_pub = self.create_publisher(String, EPISODE_EVENT, 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
         self.param_cli = self.create_client(SetParameters, f"/{nc.safety_node}/set_parameters", callback_group=group)
         self.reset_cli = self.create_client(Trigger, names.SIM_RESET_EPISODE, callback_group=group)
         self.start_cli = self.create_client(Trigger, names.SIM_START_EPISODE, callback_group=group)
+        self.recover_cli = self.create_client(Trigger, names.DRIVER_RECOVER, callback_group=group)
         self._last_tick = time.monotonic()
         self.create_timer(1.0 / self.config.rate_hz, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._diagnose, callback_group=group)
@@ -128,6 +131,12 @@ class TeleopNode(Node):
 
     def _on_object(self, msg: PoseStamped) -> None:
         self.object_pose = msg_to_pose(msg)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if st.name == "franka_driver":
+                err = {kv.key: kv.value for kv in st.values}.get("error", "")
+                self.driver_error = "" if err == "no state yet" else err
 
     # --- the command stream -----------------------------------------------------------------
     def _tick(self) -> None:
@@ -209,6 +218,8 @@ class TeleopNode(Node):
                 self.select_source()
                 self._say("teleop is the safety filter's active source")
             if self.node_config.device == "scripted":
+                # Unattended: clear a reflex latched before we started (the driver holds until our next command).
+                self._recover()
                 self.run_scripted()
                 if self.node_config.exit_when_done:
                     self.done.set()
@@ -236,51 +247,87 @@ class TeleopNode(Node):
         self._follow_joint_path(times, path)
         t_end = time.monotonic() + timeout_s
         while float(np.max(np.abs(self.core.q_measured - q_goal))) > tolerance:
-            if time.monotonic() > t_end:
-                raise StackError(f"arm did not reach home within {timeout_s} s")
+            if time.monotonic() > t_end or self.driver_error:
+                raise StackError(f"arm did not reach home within {timeout_s} s (driver error: {self.driver_error!r})")
             time.sleep(0.05)
         time.sleep(0.3)
 
+    def _recover(self) -> None:
+        res = self._call(self.recover_cli, Trigger.Request(), timeout_s=15.0)
+        self._say(f"driver recover: {res.message}")
+        with self.lock:
+            self.core.resync()
+        t_end = time.monotonic() + 3.0
+        while self.driver_error and time.monotonic() < t_end:  # wait for the next diagnostics to confirm
+            time.sleep(0.1)
+
     def run_scripted(self) -> None:
+        """Collect ``episodes`` demonstrations; an episode spoilt by a driver error is discarded and redone."""
+        nc = self.node_config
+        kept, attempts = 0, 0
+        while kept < nc.episodes and not self.done.is_set():
+            if attempts >= 2 * nc.episodes + 3:
+                raise StackError(f"gave up after {attempts} attempts ({kept} episodes kept): "
+                                 f"driver error {self.driver_error!r}")
+            attempts += 1
+            try:
+                if self._scripted_episode(kept):
+                    kept += 1
+            except StackError as exc:
+                self.get_logger().warning(f"scripted episode failed to run ({exc}); recovering")
+                if self.recording:
+                    self.send_event("discard")
+                self._recover()
+
+    def _scripted_episode(self, index: int) -> bool:
+        """One demonstration; False (episode discarded) when the driver reported an error meanwhile."""
         from cdp_bringup.episodes import home_configuration
         from cdp_core.sim.tasks import get_task
 
         nc = self.node_config
         task = get_task(nc.task)
-        for i in range(nc.episodes):
-            if self.done.is_set():
-                return
-            reset = json.loads(self._call(self.reset_cli, Trigger.Request()).message)
-            seed = int(reset["seed"])
-            self._home(home_configuration(task, seed, nc.home_jitter))
-            t_reset = self.now()
-            t_end = time.monotonic() + 5.0
-            while self.object_pose is None or self.object_pose[0] < t_reset:
-                if time.monotonic() > t_end:
-                    raise StackError(f"no fresh {names.OBJECT_POSE} after the scene reset")
-                time.sleep(0.02)
-            _, obj_pos, obj_quat = self.object_pose
-            rng = np.random.default_rng(nc.scripted_seed + seed)
+        reset = json.loads(self._call(self.reset_cli, Trigger.Request()).message)
+        seed = int(reset["seed"])
+        if self.driver_error:
+            self._recover()
+        self._home(home_configuration(task, seed, nc.home_jitter))
+        t_reset = self.now()
+        t_end = time.monotonic() + 5.0
+        while self.object_pose is None or self.object_pose[0] < t_reset:
+            if time.monotonic() > t_end:
+                raise StackError(f"no fresh {names.OBJECT_POSE} after the scene reset")
+            time.sleep(0.02)
+        _, obj_pos, obj_quat = self.object_pose
+        rng = np.random.default_rng(nc.scripted_seed + seed)
+        with self.lock:
+            pos, rot = tcp_pose(self.core.q_target)
+        plan = plan_scripted_demo(task, obj_pos, obj_quat, pos, rot, rng)
+        self._call(self.start_cli, Trigger.Request())
+        self.success = False
+        self.driver_error = ""
+        self.send_event(START, seed=seed, strategy=plan.strategy, episode_index=index)
+        t0 = self.now()
+        while not self.done.is_set():
+            t = self.now() - t0
+            p, r = plan.tcp_pose(min(t, plan.duration))
             with self.lock:
-                pos, rot = tcp_pose(self.core.q_target)
-            plan = plan_scripted_demo(task, obj_pos, obj_quat, pos, rot, rng)
-            self._call(self.start_cli, Trigger.Request())
-            self.success = False
-            self.send_event(START, seed=seed, strategy=plan.strategy, episode_index=i)
-            t0 = self.now()
-            while not self.done.is_set():
-                t = self.now() - t0
-                p, r = plan.tcp_pose(t)
-                with self.lock:
-                    self.core.move_target(p, r)
-                if t >= plan.duration:
-                    break
-                time.sleep(1.0 / self.config.rate_hz)
-            ok = self.success
-            self.send_event(SUCCESS if ok else FAILURE, seed=seed)
-            self.send_event(STOP, seed=seed)
-            self._say(f"scripted episode {i + 1}/{nc.episodes} seed {seed} ({plan.strategy}): "
-                      f"{'success' if ok else 'failure'}")
+                self.core.move_target(p, r)
+            if t >= plan.duration and (self.success or t >= plan.duration + 2.0):  # the arm lags the target a little
+                break
+            if self.driver_error:
+                break
+            time.sleep(1.0 / self.config.rate_hz)
+        if self.driver_error:
+            self.send_event("discard", seed=seed, reason=f"driver error: {self.driver_error}")
+            self._say(f"scripted episode seed {seed} discarded: driver error {self.driver_error}")
+            self._recover()
+            return False
+        ok = self.success
+        self.send_event(SUCCESS if ok else FAILURE, seed=seed)
+        self.send_event(STOP, seed=seed)
+        self._say(f"scripted episode {index + 1}/{nc.episodes} seed {seed} ({plan.strategy}): "
+                  f"{'success' if ok else 'failure'}")
+        return True
 
     def destroy_node(self) -> None:
         if self.device is not None:
