@@ -21,6 +21,8 @@ SAFETY_INTERVENTION = "/safety/intervention"
 TASK_SUCCESS = "/task/success"
 TASK_TIP_ERROR = "/task/tip_error"
 DIAGNOSTICS = "/diagnostics"
+EPISODE_EVENT = "/episode/event"  # std_msgs/String, JSON: teleop -> recorder (start, stop, discard, success, failure)
+RECORDER_STATUS = "/recorder/status"  # std_msgs/String, JSON
 
 # Services
 POLICY_ENABLE = "/policy/enable"  # std_srvs/SetBool

@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-#: Topic names owned by teleop + recorder (candidates for cdp_ros_common.names).
-EPISODE_EVENT = "/episode/event"
-RECORDER_STATUS = "/recorder/status"
+from cdp_ros_common import names
+
+EPISODE_EVENT = names.EPISODE_EVENT
+RECORDER_STATUS = names.RECORDER_STATUS
 
 START, STOP, DISCARD, SUCCESS, FAILURE = "start", "stop", "discard", "success", "failure"
 EPISODE_EVENTS = (START, STOP, DISCARD, SUCCESS, FAILURE)

@@ -238,7 +238,7 @@ class TeleopNode(Node):
                 return
             time.sleep(0.02)
 
-    def _home(self, q_goal: np.ndarray, tolerance: float = 0.01, timeout_s: float = 30.0) -> None:
+    def _home(self, q_goal: np.ndarray, tolerance: float = 0.03, timeout_s: float = 30.0) -> None:
         from cdp_bringup.episodes import homing_trajectory
 
         with self.lock:
