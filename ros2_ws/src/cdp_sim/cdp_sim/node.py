@@ -17,6 +17,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rcl_interfaces.msg import SetParametersResult
 from std_msgs.msg import Bool, Float64
 from std_srvs.srv import Trigger
 
@@ -39,6 +41,10 @@ class SimRobotNode(Node):
         self.create_service(Trigger, names.SIM_START_EPISODE, self._start)
         self.create_timer(1.0 / self.config.ground_truth_rate_hz, self._publish)
         self.create_timer(1.0, self._diagnose)
+        # next_seed: the seed the next /sim/reset_episode draws (-1 = the one after the last);
+        # evaluation protocols set it to reuse the same placements across policies.
+        self.declare_parameter("next_seed", -1)
+        self.add_on_set_parameters_callback(self._on_parameters)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -59,8 +65,19 @@ class SimRobotNode(Node):
                                                      "episode_time_s": st.sim_time, "success": st.success,
                                                      "tip_error_m": st.tip_error_m})))
 
+    def _on_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name != "next_seed":
+                return SetParametersResult(successful=False, reason=f"{p.name} cannot change while running")
+            if not isinstance(p.value, int):
+                return SetParametersResult(successful=False, reason=f"next_seed must be an integer, got {p.value!r}")
+        return SetParametersResult(successful=True)
+
     def _reset(self, _req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
-        seed, params = self.sim.reset_episode()
+        requested = int(self.get_parameter("next_seed").value)
+        seed, params = self.sim.reset_episode(None if requested < 0 else requested)
+        if requested >= 0:  # one-shot: the following reset continues from this seed
+            self.set_parameters([Parameter("next_seed", value=-1)])
         res.success = True
         res.message = json.dumps({"seed": seed, "task": self.config.task,
                                   "params": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in params.items()}})
