@@ -91,10 +91,20 @@ def test_policy_node_publishes_chunks_when_enabled(fr3_model, ros_context):
 
         t_enable = time.time()
         assert call(True).success
-        assert wait_for(lambda: len(chunks) >= 3, 15.0), f"got {len(chunks)} chunks"
+        # Between plans the node re-sends the chunk being executed (a heartbeat for the safety
+        # filter's watchdog): same stamp, same points. Three *distinct* chunks are three plans.
+        def distinct():
+            return {time_to_sec(m.header.stamp): (r, m) for r, m in reversed(chunks)}
+        assert wait_for(lambda: len(distinct()) >= 3, 15.0), f"got {len(distinct())} distinct chunks"
+        by_stamp = distinct()
+        for stamp in by_stamp:
+            copies = [m for _, m in chunks if time_to_sec(m.header.stamp) == stamp]
+            assert all([list(p.positions) for p in c.points] == [list(p.positions) for p in copies[0].points]
+                       for c in copies)  # heartbeats repeat the chunk, never alter it
         dt = policy.runner.dt
         stamps = []
-        for received, msg in chunks[:3]:
+        for stamp in sorted(by_stamp)[:3]:
+            received, msg = by_stamp[stamp]
             assert msg.joint_names == names.JOINT_NAMES and msg.header.frame_id == names.BASE_FRAME
             stamp = time_to_sec(msg.header.stamp)
             assert t_enable - 0.1 <= stamp <= received + 0.01  # observation time: after enabling, before arrival

@@ -1,0 +1,1 @@
+"""Paired evaluation protocols: policies compared trial by trial on the same placements."""
