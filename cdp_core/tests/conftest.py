@@ -8,17 +8,7 @@ import torch
 from cdp_core.config import config_from_dict
 from cdp_core.data.toy import generate_toy_dataset
 from cdp_core.trainer import train
-
-
-def small_config(data, **overrides) -> dict:
-    cfg = {"data": {"path": str(data), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
-           "model": {"denoiser": "mlp", "mlp_hidden": 64, "mlp_blocks": 2, "unet_dims": [16, 32], "obs_feature_dim": 16,
-                     "time_embed_dim": 16},
-           "train": {"steps": 40, "batch_size": 32, "lr": 1e-3, "warmup_steps": 5, "log_every": 5,
-                     "checkpoint_every": 20, "progress": False}}
-    for section, values in overrides.items():
-        cfg.setdefault(section, {}).update(values)
-    return cfg
+from cdp_core_test_config import small_config
 
 
 @pytest.fixture(scope="session")

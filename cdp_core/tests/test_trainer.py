@@ -12,7 +12,7 @@ from cdp_core.checkpoint import CheckpointError, load_policy, read_checkpoint
 from cdp_core.config import config_from_dict
 from cdp_core.trainer import train
 
-from conftest import small_config
+from cdp_core_test_config import small_config
 
 
 def _losses(run_dir):
