@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from cdp_ros_common.rotations import matrix_to_quat
 
 #: FR3 joint limits as franky's Ruckig uses them (franky ``Robot.joint_*_limit`` defaults).
 JOINT_VELOCITY_LIMIT = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61])
@@ -170,22 +171,8 @@ def canonical_quat(quat_xyzw: Sequence[float]) -> np.ndarray:
 
 
 def rotation_to_quat(r: np.ndarray) -> np.ndarray:
-    """3x3 rotation matrix -> quaternion (x, y, z, w), w >= 0 (Shepperd's method, numerically safe)."""
-    r = np.asarray(r, dtype=np.float64)
-    tr = r[0, 0] + r[1, 1] + r[2, 2]
-    if tr > 0:
-        s = 2.0 * math.sqrt(tr + 1.0)
-        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s]
-    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
-        q = [0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s, (r[2, 1] - r[1, 2]) / s]
-    elif r[1, 1] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
-        q = [(r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s, (r[0, 2] - r[2, 0]) / s]
-    else:
-        s = 2.0 * math.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
-        q = [(r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s, (r[1, 0] - r[0, 1]) / s]
-    return canonical_quat(q)
+    """3x3 rotation matrix -> quaternion (x, y, z, w), w >= 0."""
+    return canonical_quat(matrix_to_quat(r))
 
 
 #: Franka's modified (Craig) DH parameters, identical for FR3 and Panda: (a, d, alpha) per joint,
