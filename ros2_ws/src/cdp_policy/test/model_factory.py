@@ -33,3 +33,7 @@ def make_fr3_model(root: Path, task: str = "reach_precise", episodes: int = 2, s
     out = root / f"{task}.onnx"
     export_onnx(run["checkpoint"], out, sampler="ddim", steps=2)
     return out
+
+
+#: The 2-D toy model bundled for cdp_core's demo: the wrong shape for an FR3 policy.
+TOY_MODEL = Path(__file__).resolve().parents[4] / "models" / "default" / "toy_cdp.onnx"

@@ -10,7 +10,7 @@ import pytest
 from cdp_policy.runner import PolicyConfig, PolicyRunner, PolicyStartError
 from cdp_ros_common.names import FINGER_NAMES, JOINT_NAMES
 
-from conftest import TOY_MODEL
+from model_factory import TOY_MODEL
 
 HOME = [0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]
 

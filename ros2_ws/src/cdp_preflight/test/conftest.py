@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-#: This package's loopback range (other test suites use other 127.0.X.Y ranges).
-SIM_IP, STUB_IP, NOBODY_IP = "127.0.77.1", "127.0.77.3", "127.0.77.9"
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from preflight_test_env import NOBODY_IP, REPO, SIM_IP, STUB_IP  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

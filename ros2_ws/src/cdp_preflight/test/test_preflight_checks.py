@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import NOBODY_IP, REPO, SIM_IP, STUB_IP
+from preflight_test_env import NOBODY_IP, REPO, SIM_IP, STUB_IP
 
 from cdp_preflight import compat
 from cdp_preflight.preflight import (FAIL, PASS, WARN, PreflightConfig, check_calibration, check_cpu_governor,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from preflight_test_env import REPO
 
 DOCKER = REPO / "docker"
 DOCKERFILES = ["Dockerfile.robot", "Dockerfile.cpu"]
