@@ -24,7 +24,7 @@ fi
 . .venv/bin/activate
 stamp=.venv/.cdp-setup-stamp
 ROS_PACKAGES=(cdp_ros_common cdp_sim franka_driver safety_filter cdp_policy cdp_perception cdp_teleop cdp_recorder
-  cdp_bringup cdp_preflight)
+  cdp_bringup cdp_preflight cdp_eval)
 hash=$(cat scripts/setup.sh cdp_core/pyproject.toml ros2_ws/requirements.txt ros2_ws/src/*/setup.py \
   | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
