@@ -122,3 +122,24 @@ def test_robot_protocol_without_calibration_stops(tmp_path):
     cal = calibration(tmp_path / "cal.yaml", dt.timedelta(days=30))
     pre = preflight(load_protocol(write(tmp_path, base(tmp_path, calibration=str(cal), calibration_max_age_h=24))))
     assert "old" in pre.calibration["stale_warning"]
+
+
+def test_operator_prompts_until_a_valid_answer_and_stops_at_end_of_input():
+    import io
+
+    from cdp_eval.run import Operator
+
+    said: list[str] = []
+    op = Operator(io.StringIO("maybe\nG\n"), out=said.append)
+    assert op.ask("placed?", ("g", "q")) == "g"
+    assert any("one of" in s for s in said)
+    # End of input (operator gone, terminal closed): stop rather than guess.
+    assert op.ask("outcome?", ("s", "f", "q")) == "q"
+
+
+def test_placement_text_names_the_seeds_target():
+    from cdp_eval.protocol import placement_text
+
+    a, b = placement_text("reach_precise", 200000), placement_text("reach_precise", 200001)
+    assert a.startswith("target_pos = [") and "fr3_link0" in a
+    assert a == placement_text("reach_precise", 200000) and a != b

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cdp_eval.protocol import placement_text
 
 pytest.importorskip("rclpy")
 
@@ -86,6 +87,9 @@ def test_killed_protocol_resumes_without_repeating_or_losing_trials(tmp_path):
     assert all(r["params"] for r in rows)  # the simulator drew each trial's placement from its seed
     by = {(r["trial"], r["policy"]): r for r in rows}
     assert by[(0, "A")]["params"] == by[(0, "B")]["params"] != by[(1, "A")]["params"]
+    # What the robot operator is told to place is what the simulator placed for that seed.
+    x = by[(1, "B")]["params"]["target_pos"][0]
+    assert placement_text("reach_precise", 100003).startswith(f"target_pos = [{x:.4f}, ")
     assert {r["model_sha256"] for r in rows} == {by[(0, "A")]["model_sha256"]}
     assert {r["model_path"] for r in rows} == {str(MODEL), str(copy)}
     for r in rows:

@@ -88,14 +88,18 @@ class SeqlockBlock:
 
     def read(self) -> np.ndarray:
         a = self.a
-        for _ in range(10000):
+        # A deadline, not a retry count: on a loaded machine the writer can be descheduled
+        # mid-update for milliseconds; only a writer that stays stuck is an error.
+        deadline = time.monotonic() + 0.5
+        while True:
             s1 = a[0]
             if s1 % 2.0 == 0.0:
                 out = a.copy()
                 if a[0] == s1:
                     return out
+            if time.monotonic() > deadline:
+                raise BackendError("shared state never became consistent (writer stuck mid-update for 0.5 s)")
             time.sleep(0)  # the writer is mid-update (a few microseconds): yield and retry
-        raise BackendError("shared state never became consistent (writer stuck mid-update)")
 
 
 def _write_error(err_raw: Any, text: str) -> None:
@@ -190,7 +194,8 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
         def set_target(c: np.ndarray) -> None:
             inp.control_interface = ruckig.ControlInterface.Position
             inp.target_position = list(c[C_Q:C_Q + 7])
-            dq = c[C_DQ:C_DQ + 7] if (use_velocity and c[C_HAS_DQ]) else np.zeros(7)
+            dq = np.array(c[C_DQ:C_DQ + 7]) if (use_velocity and c[C_HAS_DQ]) else np.zeros(7)
+            dq[np.abs(dq) < 1e-6] = 0.0  # denormal-small velocities trip Ruckig's step 2 at the target
             inp.target_velocity = list(np.clip(dq, -vmax, vmax))
             inp.target_acceleration = [0.0] * 7
 
@@ -220,7 +225,15 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
                 counters["late"] += 1
             res = None
             for _ in range(steps):
-                res = otg.update(inp, out)
+                try:
+                    res = otg.update(inp, out)
+                except RuntimeError:
+                    # A numerical corner case inside Ruckig (seen: "error in step 2" at rest on
+                    # the target): brake on the velocity interface instead of ending control.
+                    inp.control_interface = ruckig.ControlInterface.Velocity
+                    inp.target_velocity = [0.0] * 7
+                    inp.target_acceleration = [0.0] * 7
+                    res = otg.update(inp, out)
                 out.pass_to_input(inp)
             if res is not None and int(res) < 0:  # Ruckig refused the input: hold where we are
                 inp.control_interface = ruckig.ControlInterface.Velocity
