@@ -59,12 +59,12 @@ class SafetyConfig:
     #: Commands whose first point is due further than this in the future are rejected (clock mismatch).
     max_future_s: float = 2.0
     #: Measured joints further than this (rad) from the filter state => hold and resync.
-    resync_tolerance_rad: float = 0.15
+    resync_tolerance_rad: float = 0.2
     #: The arm lagging the filter's output by more than this (rad) scales the speed down, to zero
     #: at lag_hold_rad: the filter waits for an arm that is slower than its commands (a heavy
     #: payload, a simulator running below real time) instead of running ahead into a resync.
-    lag_slowdown_rad: float = 0.03
-    lag_hold_rad: float = 0.08
+    lag_slowdown_rad: float = 0.06
+    lag_hold_rad: float = 0.12
     #: Cartesian path: per-tick clamp of the target's distance from the current output (m, rad).
     cartesian_max_step_m: float = 0.05
     cartesian_max_step_rot: float = 0.2

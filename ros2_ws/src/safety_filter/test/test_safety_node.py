@@ -13,7 +13,7 @@ import pytest
 import rclpy
 from cdp_ros_common import names
 from cdp_ros_common.conversions import chunk_to_msg, sec_to_time
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -91,13 +91,18 @@ def graph():
         Parameter("limits.velocity_scale", value=0.4),
     ])
     peer = Peer(context)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    # One single-threaded executor per node, each in its own thread: rclpy's MultiThreadedExecutor
+    # hosting both here ran the filter's 100 Hz timer at about 6 Hz on this machine.
+    executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    executor.add_node(peer)
+    peer_executor = SingleThreadedExecutor(context=context)
+    peer_executor.add_node(peer)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
+    threading.Thread(target=peer_executor.spin, daemon=True).start()
     yield node, peer
     executor.shutdown()
+    peer_executor.shutdown()
     node.destroy_node()
     peer.destroy_node()
     rclpy.shutdown(context=context)
@@ -142,7 +147,7 @@ def test_node_filters_nan_and_jumps_and_estop_holds_until_reset(graph):
     peer.chunk_pub.publish(chunk_to_msg(peer.now(), 0.1, jump))
     assert wait_for(lambda: len(peer.snapshot()[0]) > start + 60)
     moving = peer.snapshot()[0][start:]
-    assert np.max(np.abs(positions(moving)[:, 0] - Q0[0])) > 0.05, "the arm never moved"
+    assert np.max(np.abs(positions(moving)[:, 0] - Q0[0])) > 0.05, ("the arm never moved", peer.snapshot()[1][-8:])
 
     # E-stop: decelerates, then holds even though the chunk is still valid and re-sent.
     resp = call(peer.estop)
@@ -168,8 +173,14 @@ def test_node_filters_nan_and_jumps_and_estop_holds_until_reset(graph):
     held = tail[-1]
     new = np.tile(held, (10, 1))
     new[1:, 2] += 0.3
-    peer.chunk_pub.publish(chunk_to_msg(peer.now(), 0.1, new))
-    assert wait_for(lambda: abs(peer.snapshot()[0][-1].points[0].positions[2] - held[2]) > 0.05)
+    t_new = peer.now()
+
+    def moved() -> bool:
+        # Sources re-send their chunk (the policy node's heartbeat); one message alone goes stale
+        # after 0.15 s, part-way through the move.
+        peer.chunk_pub.publish(chunk_to_msg(t_new, 0.1, new))
+        return abs(peer.snapshot()[0][-1].points[0].positions[2] - held[2]) > 0.05
+    assert wait_for(moved)
 
     # Every command ever published: finite and within every limit (node runs at config.dt ticks).
     cmds, _ = peer.snapshot()
@@ -249,11 +260,13 @@ def test_cartesian_mode_publishes_pose_commands_inside_the_box():
             js_pub.publish(JointState(name=list(names.JOINT_NAMES), position=[float(v) for v in Q0]))
 
         peer.create_timer(0.01, joint_states)
-        executor = MultiThreadedExecutor(num_threads=2, context=context)
+        executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        executor.add_node(peer)
+        peer_executor = SingleThreadedExecutor(context=context)
+        peer_executor.add_node(peer)
         thread = threading.Thread(target=executor.spin, daemon=True)
         thread.start()
+        threading.Thread(target=peer_executor.spin, daemon=True).start()
         home = forward_kinematics(Q0)
         assert wait_for(lambda: len(poses) > 3)
         with lock:
@@ -263,8 +276,13 @@ def test_cartesian_mode_publishes_pose_commands_inside_the_box():
         # Below the floor of the box: clamped (and no resync, the fake driver holds Q0: the
         # drift tolerance of 5 cm is not exceeded while the target is 2 cm down).
         goal = home[:3, 3] + np.array([0.0, 0.0, -0.02])
-        target_pub.publish(pose_to_msg(now, goal, matrix_to_quat(home[:3, :3])))
-        assert wait_for(lambda: abs(poses[-1].pose.position.z - goal[2]) < 1e-4)
+        def reached() -> bool:
+            # A teleop source re-sends its target (the 0.15 s watchdog would otherwise stop the
+            # motion part-way, which is the point of the watchdog).
+            target_pub.publish(pose_to_msg(peer.get_clock().now().nanoseconds * 1e-9, goal,
+                                           matrix_to_quat(home[:3, :3])))
+            return abs(poses[-1].pose.position.z - goal[2]) < 1e-4
+        assert wait_for(reached)
         bad = pose_to_msg(now, np.array([np.nan, 0.0, 0.3]), matrix_to_quat(home[:3, :3]))
         target_pub.publish(bad)
         time.sleep(0.3)
@@ -273,6 +291,7 @@ def test_cartesian_mode_publishes_pose_commands_inside_the_box():
             xs = [m.pose.position.x for m in poses]
         assert np.isfinite(xs).all() and min(zs) >= 0.03
         executor.shutdown()
+        peer_executor.shutdown()
         thread.join(timeout=5)
         node.destroy_node()
         peer.destroy_node()
