@@ -106,8 +106,12 @@ def test_sim_camera_and_perception_publish_object_pose(ros_context, tmp_path):
     assert poses[-1].header.frame_id == names.BASE_FRAME
     assert err_mm < 5.0
     # stamped with the capture time: the joint-state time the frame was rendered for, not the publish time
-    assert round(stamp, 6) in sent_stamps
-    assert images and all(round(time_to_sec(i.header.stamp), 6) in sent_stamps for i in images)
+    # (float seconds -> ns -> float: compare within a microsecond, not by rounding, which can
+    # split a value sitting on a rounding boundary)
+    def was_sent(t: float) -> bool:
+        return any(abs(t - s) < 2e-6 for s in sent_stamps)
+    assert was_sent(stamp)
+    assert images and all(was_sent(time_to_sec(i.header.stamp)) for i in images)
 
 
 def _run_node(*params: str) -> subprocess.CompletedProcess:
