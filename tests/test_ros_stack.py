@@ -158,6 +158,9 @@ def test_nan_and_out_of_limit_commands_never_reach_the_driver(stack):
 
 def test_estop_holds_until_reset(stack):
     _, probe, _ = stack
+    # From home: the previous test may have left the arm against the workspace box, where a
+    # further move would be (rightly) refused.
+    assert probe.teleop_until(HOME_Q) < 0.01
     here = probe.q.copy()
     probe.teleop_stream(here, 1.0)
     res = probe._call(probe.estop_cli, Trigger.Request())
