@@ -90,7 +90,12 @@ def test_keys_in_a_real_terminal_move_the_simulated_arm(stack, tmp_path):
         assert "teleop keyboard" in _pane(session), _pane(session)
         time.sleep(1.0)
         p0 = state["pose"].copy()
-        _tmux("send-keys", "-t", session, "b")  # start an episode
+        # start an episode; re-press until the start event is seen (the first key can arrive
+        # before the subscription to /episode/event has matched on a loaded machine)
+        t_end = time.monotonic() + 10
+        while not any('"start"' in e for e in state["events"]) and time.monotonic() < t_end:
+            _tmux("send-keys", "-t", session, "b")
+            time.sleep(0.5)
         for _ in range(25):  # hold 'w' (+x) for 2.5 s, like terminal autorepeat
             _tmux("send-keys", "-t", session, "w")
             time.sleep(0.1)
