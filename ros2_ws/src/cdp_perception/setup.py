@@ -12,7 +12,7 @@ setup(
     ],
     # opencv-contrib-python-headless 5.0 dropped calibrateHandEye from its Python bindings: stay on 4.x.
     install_requires=["setuptools", "numpy", "pyyaml", "opencv-contrib-python-headless>=4.7,<5", "pyrealsense2",
-                      "mujoco"],
+                      "mujoco", "scipy"],
     zip_safe=True,
     description="RealSense camera node (live, recording, software device fed by the simulator), ArUco object "
                 "pose perception and camera calibration (intrinsics, hand-eye) for the CDP ROS 2 stack.",

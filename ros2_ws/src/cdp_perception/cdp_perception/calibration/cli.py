@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--views", type=int, default=16, help="hand-eye poses to visit")
     s.add_argument("--rotation-scale", type=float, default=1.0, help="< 1 shrinks the pose set's rotations")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-refine", action="store_true",
+                   help="keep the closed-form hand-eye (skip the joint refinement over all corners)")
     s.add_argument("--out", required=True)
     c = sub.add_parser("check", help="validate a calibration file and warn when stale")
     c.add_argument("file")
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     use_offscreen_gl()
     try:
         rep = calibrate_in_simulation(args.mode, args.intrinsic_views, args.views, args.method,
-                                      args.rotation_scale, args.seed)
+                                      args.rotation_scale, args.seed, refine=not args.no_refine)
     except CalibrationRefused as exc:
         print(str(exc), file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from ..sim_camera import (DEFAULT_EYE_IN_HAND, HAND_T_TCP, BoardMount, CameraSce
                           default_hand_board, default_table_board)
 from .collect import collect_in_simulation, pose_set
 from .result import Calibration
+from .refine import RefineConfig, refine_hand_eye
 from .solvers import Gates, calibrate_hand_eye, calibrate_intrinsics, make_calibration
 
 
@@ -52,8 +53,9 @@ def true_hand_eye(scene: CameraScene, mode: str) -> np.ndarray:
 
 def calibrate_in_simulation(mode: str = "eye_to_hand", intrinsic_views: int = 24, hand_eye_views: int = 16,
                             method: str = "PARK", rotation_scale: float = 1.0, seed: int = 0,
-                            gates: Gates | None = None, scene=None) -> SimCalibrationReport:
-    """Collect, calibrate intrinsics then hand-eye; raises CalibrationRefused when a gate fails."""
+                            gates: Gates | None = None, scene=None, refine: bool = True) -> SimCalibrationReport:
+    """Collect, calibrate intrinsics then hand-eye (closed form, then jointly refined unless ``refine`` is
+    False); raises CalibrationRefused when a gate fails."""
     if scene is None:
         scene = calibration_scene(mode)
     sc, renderer, spec = scene
@@ -63,6 +65,11 @@ def calibrate_in_simulation(mode: str = "eye_to_hand", intrinsic_views: int = 24
     he_col = collect_in_simulation(sc, renderer, pose_set(mode, hand_eye_views, rotation_scale, seed), spec, mode)
     hand_eye = calibrate_hand_eye(he_col.data, intrinsics, method, gates)
     truth = true_hand_eye(sc, mode)
+    if refine:
+        closed_mm, closed_deg = transform_error(hand_eye.transform, truth)
+        intrinsics, hand_eye = refine_hand_eye(he_col.data, intrinsics, hand_eye, gates, RefineConfig())
+        hand_eye.residuals["sim_truth_closed_form_error_mm"] = closed_mm * 1000
+        hand_eye.residuals["sim_truth_closed_form_error_deg"] = closed_deg
     err_m, err_deg = transform_error(hand_eye.transform, truth)
     hand_eye.residuals["sim_truth_error_mm"] = err_m * 1000
     hand_eye.residuals["sim_truth_error_deg"] = err_deg
