@@ -30,7 +30,7 @@ def _nodes(context, *_args, **_kwargs):
             name=spec.name,
             output="screen",
             emulate_tty=True,
-            parameters=[*spec.params_files, dict(spec.overrides)],
+            parameters=[*spec.params_files, spec.typed_overrides()],
             # A required node exiting ends the launch; the driver stops last-commanded motion
             # and the arm holds (libfranka ends control in place).
             on_exit=[Shutdown(reason=f"required node {spec.name} exited")] if spec.required else None,

@@ -22,5 +22,6 @@ setup(
         "sim_camera = cdp_perception.camera_node:sim_main",
         "perception_node = cdp_perception.perception_node:main",
         "cdp-calibrate = cdp_perception.calibration.cli:main",
+        "cdp-perception-eval = cdp_perception.loop_cli:main",
     ]},
 )

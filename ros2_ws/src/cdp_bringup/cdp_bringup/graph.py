@@ -31,6 +31,10 @@ class NodeSpec:
     params_files: tuple[str, ...]
     overrides: dict[str, str] = field(default_factory=dict)
 
+    def typed_overrides(self) -> dict[str, Any]:
+        """The overrides with YAML typing, as rcl reads ``-p name:=value`` (``"0.06"`` -> 0.06) for launch_ros."""
+        return {k: yaml.safe_load(v) if v != "" else v for k, v in self.overrides.items()}
+
     def ros_args(self) -> list[str]:
         """The ``--ros-args`` part of the node's command line."""
         args = ["--ros-args", "-r", f"__node:={self.name}"]
@@ -85,6 +89,21 @@ def parse_bool(name: str, value: str) -> bool:
     raise GraphError(f"launch argument {name}:={value!r} must be true or false")
 
 
+def condition_holds(expr: str, args: dict[str, str], where: str) -> bool:
+    """``"use_sim"``, ``"not use_sim"``, ``"use_sim and use_perception"``: boolean launch arguments only."""
+    result = True
+    for term in str(expr).split(" and "):
+        words = term.split()
+        negate = len(words) == 2 and words[0] == "not"
+        if not words or len(words) > 2 or (len(words) == 2 and not negate):
+            raise GraphError(f"{where}: cannot read condition {expr!r} (use 'a', 'not a', 'a and not b')")
+        name = words[-1]
+        if name not in args:
+            raise GraphError(f"{where}: condition {expr!r} names {name!r}, which is not a launch argument")
+        result = result and (parse_bool(name, args[name]) != negate)
+    return result
+
+
 def resolve_arguments(graph: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
     """Defaults overlaid with ``given``; an unknown argument is an error listing the known ones."""
     declared = graph.get("arguments", {})
@@ -107,7 +126,7 @@ def resolve(graph: dict[str, Any], given: dict[str, str]) -> list[NodeSpec]:
     files_by_cond = graph.get("params_files", {})
     files: list[str] = []
     for cond, paths in files_by_cond.items():
-        if cond == "always" or (cond in args and parse_bool(cond, args[cond])):
+        if cond == "always" or condition_holds(cond, args, "params_files"):
             files += [str((base / f).resolve()) for f in paths]
     for f in files:
         if not Path(f).is_file():
@@ -116,16 +135,15 @@ def resolve(graph: dict[str, Any], given: dict[str, str]) -> list[NodeSpec]:
     for name, spec in graph.get("arguments", {}).items():
         for target in spec.get("sets", []) or []:
             node, _, param = target.partition(".")
-            if name in given or "default" in spec:
+            # an argument without a default sets nothing until it is given a value (ros2 launch passes
+            # every declared argument, unset ones as "")
+            if "default" in spec or given.get(name, "") != "":
                 overrides.setdefault(node, {})[param] = args[name]
     specs = []
     for n in graph["nodes"]:
         cond = n.get("when")
-        if cond is not None:
-            if cond not in args:
-                raise GraphError(f"node {n['name']}: 'when: {cond}' is not a launch argument")
-            if not parse_bool(cond, args[cond]):
-                continue
+        if cond is not None and not condition_holds(cond, args, f"node {n['name']}"):
+            continue
         specs.append(NodeSpec(name=n["name"], package=n["package"], executable=n["executable"], module=n["module"],
                               required=bool(n.get("required", False)), start_delay_s=float(n.get("start_delay_s", 0.0)),
                               params_files=tuple(files), overrides=overrides.get(n["name"], {})))

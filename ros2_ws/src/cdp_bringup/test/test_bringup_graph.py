@@ -30,6 +30,41 @@ def test_default_graph_resolves_for_sim_and_robot():
     assert "-p" in policy.ros_args() and f"model_path:={Path('m.onnx').resolve()}" in policy.ros_args()
 
 
+def test_perception_graph_for_sim_and_robot():
+    graph = load_graph()
+    base = [s.name for s in resolve(graph, {"use_sim": "true", "task": "peg_insert"})]
+    assert "camera_node" not in base and "perception_node" not in base  # ground truth unless asked
+    sim = resolve(graph, {"use_sim": "true", "use_perception": "true", "task": "peg_insert", "object_plane_z": "0.06"})
+    by = {s.name: s for s in sim}
+    assert [s.name for s in sim] == ["sim_robot", "franka_driver", "safety_filter", "camera_node", "perception_node",
+                                     "policy_node"]
+    files = [Path(f).name for f in by["camera_node"].params_files]
+    assert files == ["stack.yaml", "sim.yaml", "perception.yaml", "perception_sim.yaml"]  # sim overrides live
+    assert by["camera_node"].required and by["perception_node"].required
+    assert by["perception_node"].overrides["calibration_file"] == str(Path("calibration/sim_eye_to_hand.yaml").resolve())
+    assert by["perception_node"].typed_overrides()["plane_z"] == 0.06
+    assert by["camera_node"].overrides["task"] == by["sim_robot"].overrides["task"] == "peg_insert"
+    robot = resolve(graph, {"use_sim": "false", "use_perception": "true"})
+    by = {s.name: s for s in robot}
+    assert [Path(f).name for f in by["camera_node"].params_files] == ["stack.yaml", "perception.yaml"]
+    assert "plane_z" not in by["perception_node"].overrides  # no default: free 6-DOF unless given
+    # ros2 launch passes every declared argument, unset ones as "": still nothing set
+    assert "plane_z" not in {s.name: s for s in resolve(graph, {"use_perception": "true", "object_plane_z": ""})}[
+        "perception_node"].overrides
+
+
+def test_graph_conditions():
+    from cdp_bringup.graph import condition_holds
+
+    args = {"a": "true", "b": "false"}
+    assert condition_holds("a", args, "t") and condition_holds("not b", args, "t")
+    assert condition_holds("a and not b", args, "t") and not condition_holds("a and b", args, "t")
+    with pytest.raises(GraphError, match="names 'c'"):
+        condition_holds("a and c", args, "t")
+    with pytest.raises(GraphError, match="cannot read condition"):
+        condition_holds("a or b", args, "t")
+
+
 def test_bad_launch_arguments_are_named():
     graph = load_graph()
     with pytest.raises(GraphError, match="unknown launch argument.*'robot_pi'"):

@@ -119,6 +119,10 @@ class ObjectModel:
     body: str
     body_T_object: np.ndarray = field(default_factory=lambda: np.eye(4))
     dictionary: str = DICTIONARY
+    #: Height (m) of the object frame above fr3_link0 when the object rests on the simulator's
+    #: table (None: it does not rest on anything). Perception's planar fit uses it in simulation;
+    #: on a real robot the height is measured and set as perception_node's ``plane_z``.
+    resting_z: float | None = None
 
     @property
     def ids(self) -> list[int]:
@@ -145,7 +149,8 @@ def object_model(task: str) -> ObjectModel:
         z = -0.06 + 0.0005
         markers = tuple(MarkerSpec(20 + i, 0.06, _flat(0.11 * np.cos(a), 0.11 * np.sin(a), z))
                         for i, a in enumerate(np.arange(4) * np.pi / 2))
-        return ObjectModel("peg_insert", markers, body="task_fixture", body_T_object=_flat(0.0, 0.0, 0.06))
+        return ObjectModel("peg_insert", markers, body="task_fixture", body_T_object=_flat(0.0, 0.0, 0.06),
+                           resting_z=0.06)
     if task == "reach_precise":
         # Target in free space: a card of four 40 mm markers 30 mm below it and 80 mm towards +x
         # (towards a camera in front of the robot), so the hand coming from above hides at most one.

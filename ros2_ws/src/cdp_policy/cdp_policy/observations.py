@@ -101,7 +101,9 @@ class ObservationBuffer:
 
     def __init__(self, obs_keys: Sequence[str], n_obs_steps: int, max_obs_age_s: float,
                  obs_dims: Mapping[str, int] | None = None, joint_names: Sequence[str] | None = None,
-                 finger_names: Sequence[str] | None = None):
+                 finger_names: Sequence[str] | None = None, max_object_age_s: float | None = None):
+        """``max_object_age_s``: the object pose's own age limit (default ``max_obs_age_s``): a camera
+        pose is older by construction (frame lag, detection, camera rate) than the arm's state."""
         from cdp_ros_common.names import FINGER_NAMES, JOINT_NAMES
 
         check_obs_keys(obs_keys, obs_dims)
@@ -112,6 +114,10 @@ class ObservationBuffer:
         self.obs_keys = list(obs_keys)
         self.n_obs_steps = n_obs_steps
         self.max_obs_age_s = float(max_obs_age_s)
+        if max_object_age_s is not None and not max_object_age_s > 0:
+            raise ValueError(f"max_object_age_s must be > 0, got {max_object_age_s}")
+        self.max_age = {i: float(max_obs_age_s) for i in (JOINTS, FINGERS, EE_POSE)}
+        self.max_age[OBJECT_POSE] = float(max_object_age_s if max_object_age_s is not None else max_obs_age_s)
         self.joint_names = list(joint_names or JOINT_NAMES)
         self.finger_names = list(finger_names or FINGER_NAMES)
         self.obs_dim = sum(OBS_SOURCES[k].dim for k in self.obs_keys)
@@ -167,9 +173,10 @@ class ObservationBuffer:
             ages = {i: t_now - self._stamps[i] for i in self.needed}
             values = {i: self._values[i] for i in self.needed}
         age = max(ages.values())
-        stale = [f"{INPUT_TOPICS[i]} ({a:.3f} s)" for i, a in ages.items() if a > self.max_obs_age_s]
+        stale = [f"{INPUT_TOPICS[i]} ({a:.3f} s > {self.max_age[i]:g} s)" for i, a in ages.items()
+                 if a > self.max_age[i]]
         if stale:
-            return None, age, f"stale input older than max_obs_age_s={self.max_obs_age_s:g}: {', '.join(stale)}"
+            return None, age, f"stale input (max_obs_age_s / max_object_age_s): {', '.join(stale)}"
         future = [f"{INPUT_TOPICS[i]} ({-a:.3f} s ahead)" for i, a in ages.items() if a < -self.max_obs_age_s]
         if future:  # a clock mismatch between publishers: the stamps cannot be trusted
             return None, age, f"input stamped in the future (clock mismatch?): {', '.join(future)}"

@@ -55,6 +55,10 @@ class PolicyConfig:
     slow_scale: float = 0.3
     #: An input older than this (s) at a control tick refuses the tick: no chunk from stale state.
     max_obs_age_s: float = 0.2
+    #: The same for the object pose. Ground truth arrives like the arm's state; a camera pose is
+    #: older by construction (RealSense colour lags ~66 ms, plus detection and the camera period),
+    #: and the tracked objects are static fixtures: 0.5 s.
+    max_object_age_s: float = 0.5
     #: ONNX Runtime intra-op threads (0 = ORT's default: all cores).
     intra_op_threads: int = 1
     #: Execution providers in order of preference; those this ONNX Runtime lacks are skipped.
@@ -182,7 +186,8 @@ class PolicyRunner:
             raise PolicyStartError(f"dispersion_hold_rad {cfg.dispersion_hold_rad} < dispersion_warn_rad "
                                    f"{cfg.dispersion_warn_rad}")
         try:
-            self.obs = ObservationBuffer(m["obs_keys"], int(m["n_obs_steps"]), cfg.max_obs_age_s, m["obs_dims"])
+            self.obs = ObservationBuffer(m["obs_keys"], int(m["n_obs_steps"]), cfg.max_obs_age_s, m["obs_dims"],
+                                         max_object_age_s=cfg.max_object_age_s)
         except ValueError as exc:
             raise PolicyStartError(str(exc)) from exc
 

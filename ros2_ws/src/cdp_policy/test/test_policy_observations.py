@@ -90,6 +90,23 @@ def test_missing_stale_and_future_inputs_refuse_with_reason():
     assert res.history is None and "future" in res.reason
 
 
+def test_object_pose_has_its_own_age_limit():
+    """A camera pose may be older than the arm's state (frame lag + detection), but not without bound."""
+    buf = ObservationBuffer(["joint_pos", "target_pos"], 1, max_obs_age_s=0.1, max_object_age_s=0.4)
+    q = np.zeros(7)
+    buf.update_object_pose(9.8, [0.5, 0.0, 0.3], [0.0, 0.0, 0.0, 1.0])
+    buf.update_joint_state(10.0, JOINT_NAMES, q)
+    assert buf.sample(10.0).history is not None  # object 0.2 s old: accepted
+    res = buf.sample(10.15)
+    assert res.history is None and "/joint_states" in res.reason and "/perception/object_pose" not in res.reason
+    buf.update_joint_state(10.3, JOINT_NAMES, q)
+    res = buf.sample(10.3)
+    assert res.history is None and "/perception/object_pose (0.500 s > 0.4 s)" in res.reason
+    assert "/joint_states" not in res.reason
+    with pytest.raises(ValueError, match="max_object_age_s"):
+        ObservationBuffer(["joint_pos"], 1, 0.1, max_object_age_s=0.0)
+
+
 def test_bad_messages_are_rejected_not_stored():
     buf = ObservationBuffer(["joint_pos", "gripper_width"], 1, max_obs_age_s=0.1)
     with pytest.raises(ObservationError, match="non-finite"):
