@@ -103,7 +103,9 @@ class CameraNode(Node):
 
     # --- simulation -----------------------------------------------------------------------
     def _init_sim(self) -> None:
-        from .sim_camera import DEFAULT_EYE_IN_HAND, CameraScene, CameraSpec, SceneRenderer
+        from .sim_camera import DEFAULT_EYE_IN_HAND, CameraScene, CameraSpec, SceneRenderer, use_offscreen_gl
+
+        use_offscreen_gl()  # before CameraScene imports MuJoCo: the GL backend is fixed at import
 
         c = self.config
         pose = np.asarray(c.camera_pose, dtype=np.float64)
