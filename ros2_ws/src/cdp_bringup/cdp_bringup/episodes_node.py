@@ -20,6 +20,7 @@ import rclpy
 from cdp_core.sim.tasks import get_task
 from cdp_ros_common import names
 from cdp_ros_common.conversions import chunk_to_msg
+from cdp_ros_common.trajectories import homing_trajectory
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
@@ -32,7 +33,7 @@ from std_msgs.msg import Bool, Float64
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from .episodes import EpisodeConfig, EpisodeResult, home_configuration, homing_trajectory, summarize
+from .episodes import EpisodeConfig, EpisodeResult, home_configuration, summarize
 
 
 class StackError(RuntimeError):

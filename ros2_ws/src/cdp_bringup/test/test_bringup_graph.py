@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from cdp_bringup.episodes import EpisodeResult, home_configuration, homing_trajectory, summarize
+from cdp_bringup.episodes import EpisodeResult, home_configuration, summarize
 from cdp_bringup.graph import GraphError, load_graph, parse_launch_arguments, resolve
 from cdp_bringup.launcher import NodeGraph
+from cdp_ros_common.trajectories import homing_trajectory
 
 HERE = Path(__file__).parent
 

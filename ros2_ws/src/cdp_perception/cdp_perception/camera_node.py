@@ -63,6 +63,9 @@ class CameraConfig:
     #: mount_T_cam as x, y, z, qx, qy, qz, qw (OpenCV optical frame); all zeros = the default pose.
     camera_pose: list = field(default_factory=lambda: [0.0] * 7)
     truth_topic: str = SIM_TRUTH_TOPIC
+    #: Render the ChArUco calibration board: none | hand (carried by the hand, for eye-to-hand
+    #: calibration) | table (lying in front of the robot, for eye-in-hand).
+    board: str = "none"
 
 
 class CameraNode(Node):
@@ -116,7 +119,15 @@ class CameraNode(Node):
             spec.mount_T_cam = pose_to_transform(pose[:3], pose[3:])
         elif c.camera_mount == "hand":
             spec.mount_T_cam = DEFAULT_EYE_IN_HAND.copy()
-        self._scene = CameraScene(c.task, spec)
+        if c.board not in ("none", "hand", "table"):
+            raise CameraError(f"board must be none, hand or table, got {c.board!r}")
+        board = None
+        if c.board != "none":
+            from .sim_camera import BoardMount, default_hand_board, default_table_board
+
+            board = BoardMount(mount="hand", mount_T_board=default_hand_board()) if c.board == "hand" else \
+                BoardMount(mount="world", mount_T_board=default_table_board())
+        self._scene = CameraScene(c.task, spec, board)
         self._renderer = SceneRenderer(self._scene.model, width=c.width, height=c.height)
         self.source = SoftwareSource(spec.camera_matrix(), c.width, c.height, fps=max(1, int(round(c.sim_rate_hz))),
                                      record_to=c.record_to)

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import rclpy
-from cdp_bringup.episodes import homing_trajectory
+from cdp_ros_common.trajectories import homing_trajectory
 from cdp_ros_common import names
 from cdp_ros_common.conversions import chunk_to_msg
 from rcl_interfaces.msg import Parameter as ParameterMsg

@@ -239,7 +239,7 @@ class TeleopNode(Node):
             time.sleep(0.02)
 
     def _home(self, q_goal: np.ndarray, tolerance: float = 0.03, timeout_s: float = 30.0) -> None:
-        from cdp_bringup.episodes import homing_trajectory
+        from cdp_ros_common.trajectories import homing_trajectory
 
         with self.lock:
             q_now = self.core.q_measured.copy()

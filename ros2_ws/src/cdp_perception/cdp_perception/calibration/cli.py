@@ -1,11 +1,14 @@
 """``cdp-calibrate``: camera intrinsics and hand-eye calibration, and checks of calibration files.
 
     cdp-calibrate sim --mode eye_to_hand --out calibration/sim_eye_to_hand.yaml
+    cdp-calibrate collect --mode eye_to_hand --out calibration/robot.yaml      # through the running stack
     cdp-calibrate check calibration/sim_eye_to_hand.yaml --max-age-h 1
 
 ``sim`` drives the arm of its own MuJoCo copy of the scene through a pose set with rotation
 diversity, renders the ChArUco board, calibrates, applies the quality gates and writes the YAML
-(exit 2 and the reasons when a gate refuses). ``check`` validates a file and warns when stale.
+(exit 2 and the reasons when a gate refuses). ``collect`` does the same through the running stack:
+it moves the arm (via the safety filter, source teleop) and pairs camera frames with TCP poses;
+on the real robot and in the simulated stack alike. ``check`` validates a file and warns when stale.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--no-refine", action="store_true",
                    help="keep the closed-form hand-eye (skip the joint refinement over all corners)")
     s.add_argument("--out", required=True)
+    r = sub.add_parser("collect", help="drive the arm through the pose set via the running stack, then calibrate")
+    r.add_argument("--mode", choices=["eye_to_hand", "eye_in_hand"], default="eye_to_hand")
+    r.add_argument("--method", default="PARK")
+    r.add_argument("--views", type=int, default=16, help="poses to visit")
+    r.add_argument("--rotation-scale", type=float, default=1.0)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--speed", type=float, default=0.4, help="joint speed of the moves (rad/s)")
+    r.add_argument("--serial", default="", help="camera serial, written into the YAML")
+    r.add_argument("--out", required=True)
     c = sub.add_parser("check", help="validate a calibration file and warn when stale")
     c.add_argument("file")
     c.add_argument("--max-age-h", type=float, default=1.0)
@@ -49,6 +61,24 @@ def main(argv: list[str] | None = None) -> int:
         if warning:
             print(f"WARNING: {warning}", file=sys.stderr)
             return 3
+        return 0
+
+    if args.cmd == "collect":
+        from .ros_collect import CollectConfig, CollectionError, calibrate_via_stack
+        from .solvers import CalibrationRefused
+
+        try:
+            cal, _ = calibrate_via_stack(args.mode, args.views, args.seed, args.rotation_scale, args.method,
+                                         CollectConfig(speed_rad_s=args.speed), args.serial)
+        except CalibrationRefused as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        except CollectionError as exc:
+            print(f"cdp-calibrate collect: {exc}", file=sys.stderr)
+            return 1
+        cal.save(args.out)
+        he = cal.hand_eye
+        print(f"wrote {args.out}: {he.views} views, {he.method}, residuals {he.residuals}")
         return 0
 
     from ..sim_camera import use_offscreen_gl

@@ -5,7 +5,7 @@ corners):
 
 * :func:`collect_in_simulation`: sets the joint configurations directly in the camera scene's own
   MuJoCo copy and renders (no robot process, seconds per calibration: the tests' path);
-* ``cdp-calibrate collect --ros`` (:mod:`.ros_collect`): streams each configuration on
+* ``cdp-calibrate collect`` (:mod:`.ros_collect`): streams each configuration on
   /teleop/command through the safety filter (active source teleop), waits for the arm to
   settle, then pairs /franka/ee_pose with the next image from the camera node. The same path
   runs the real robot.
