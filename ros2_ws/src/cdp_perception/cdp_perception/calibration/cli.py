@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from .result import CalibrationError, load
 
 
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--speed", type=float, default=0.4, help="joint speed of the moves (rad/s)")
     r.add_argument("--serial", default="", help="camera serial, written into the YAML")
+    r.add_argument("--nominal", type=float, nargs=7, default=None, metavar="Q",
+                   help="joint configuration (rad) the pose set is centred on: the board well in view")
     r.add_argument("--out", required=True)
     c = sub.add_parser("check", help="validate a calibration file and warn when stale")
     c.add_argument("file")
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             cal, _ = calibrate_via_stack(args.mode, args.views, args.seed, args.rotation_scale, args.method,
-                                         CollectConfig(speed_rad_s=args.speed), args.serial)
+                                         CollectConfig(speed_rad_s=args.speed), args.serial,
+                                         nominal=None if args.nominal is None else np.array(args.nominal))
         except CalibrationRefused as exc:
             print(str(exc), file=sys.stderr)
             return 2

@@ -214,8 +214,12 @@ def collect_via_stack(poses: list[np.ndarray], mode: str, board: BoardSpec, conf
 
 
 def calibrate_via_stack(mode: str, views: int, seed: int = 0, rotation_scale: float = 1.0, method: str = "PARK",
-                        config: CollectConfig | None = None, serial: str = "", log: Any = print):
-    """Collect through the stack, then intrinsics + hand-eye + refinement; raises CalibrationRefused on a gate."""
+                        config: CollectConfig | None = None, serial: str = "", log: Any = print,
+                        nominal: np.ndarray | None = None):
+    """Collect through the stack, then intrinsics + hand-eye + refinement; raises CalibrationRefused on a gate.
+
+    ``nominal``: the joint configuration the pose set is centred on (default ``collect.NOMINAL_Q[mode]``).
+    """
     from .collect import pose_set
     from .refine import refine_hand_eye
     from .solvers import calibrate_hand_eye, calibrate_intrinsics, make_calibration
@@ -225,7 +229,7 @@ def calibrate_via_stack(mode: str, views: int, seed: int = 0, rotation_scale: fl
     if own_context:
         rclpy.init()
     try:
-        col = collect_via_stack(pose_set(mode, views, rotation_scale, seed), mode, board, config, log)
+        col = collect_via_stack(pose_set(mode, views, rotation_scale, seed, nominal), mode, board, config, log)
     finally:
         if own_context:
             rclpy.shutdown()
