@@ -8,9 +8,6 @@ capture time: the path a real robot takes, checked against MuJoCo's ground-truth
 
 from __future__ import annotations
 
-import io
-import os
-import random
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from cdp_bringup.graph import load_graph, resolve  # noqa: E402
-from cdp_bringup.launcher import NodeGraph  # noqa: E402
+from cdp_bringup.testing import loopback_host, running_graph  # noqa: E402
 from cdp_perception.calibration.ros_collect import calibrate_via_stack  # noqa: E402
 from cdp_perception.geometry import transform_error  # noqa: E402
 from cdp_perception.sim_camera import CameraSpec  # noqa: E402
@@ -27,23 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_eye_to_hand_calibration_through_the_stack():
-    host = f"127.0.5.{random.Random(os.getpid()).randint(10, 250)}"
-    specs = resolve(load_graph(), {"use_sim": "true", "use_perception": "true", "robot_ip": host,
+    specs = resolve(load_graph(), {"use_sim": "true", "use_perception": "true", "robot_ip": loopback_host(5),
                                    "task": "reach_precise", "calibration_board": "hand"})
     specs = [s for s in specs if s.name not in ("policy_node", "perception_node")]  # collection needs neither
-    log = io.StringIO()
-    graph = NodeGraph(specs, out=log)
-    graph.start()
     lines: list[str] = []
-    try:
-        cal, col = calibrate_via_stack("eye_to_hand", views=14, seed=0, log=lines.append)
-    except Exception:
-        raise RuntimeError("collection through the stack failed:\n" + "\n".join(lines) + "\n"
-                           + log.getvalue()[-6000:])
-    finally:
-        graph.stop()
-        (ROOT / "outputs").mkdir(exist_ok=True)
-        (ROOT / "outputs" / "test_calibration_stack.log").write_text(log.getvalue())
+    with running_graph(specs, ROOT / "outputs" / "test_calibration_stack.log") as (_, log):
+        try:
+            cal, col = calibrate_via_stack("eye_to_hand", views=14, seed=0, log=lines.append)
+        except Exception as exc:
+            raise RuntimeError("collection through the stack failed:\n" + "\n".join(lines) + "\n"
+                               + log.getvalue()[-6000:]) from exc
     err_m, err_deg = transform_error(cal.hand_eye.transform, CameraSpec().mount_T_cam)
     print(f"\nthrough the stack: {len(col.data.views)} views of {col.visited} poses; base_T_cam error "
           f"{err_m * 1000:.2f} mm, {err_deg:.3f} deg; residuals {cal.hand_eye.residuals}")

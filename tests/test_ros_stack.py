@@ -7,9 +7,7 @@ talk to it like an operator: topics and services only.
 
 from __future__ import annotations
 
-import io
 import os
-import random
 import signal
 import threading
 import time
@@ -23,7 +21,7 @@ rclpy = pytest.importorskip("rclpy")
 from cdp_bringup.episodes import EpisodeConfig  # noqa: E402
 from cdp_bringup.episodes_node import EpisodeRunner  # noqa: E402
 from cdp_bringup.graph import load_graph, resolve  # noqa: E402
-from cdp_bringup.launcher import NodeGraph  # noqa: E402
+from cdp_bringup.testing import loopback_host, running_graph  # noqa: E402
 from cdp_core.sim.env import HOME_Q  # noqa: E402
 from cdp_ros_common import names  # noqa: E402
 from cdp_ros_common.conversions import chunk_to_msg  # noqa: E402
@@ -99,33 +97,26 @@ class Probe(EpisodeRunner):
 def stack():
     if not MODEL.is_file():
         pytest.fail(f"bundled default model missing: {MODEL}")
-    host = f"127.0.2.{random.Random(os.getpid()).randint(10, 250)}"
-    specs = resolve(load_graph(), {"use_sim": "true", "robot_ip": host, "model": str(MODEL)})
+    specs = resolve(load_graph(), {"use_sim": "true", "robot_ip": loopback_host(2), "model": str(MODEL)})
     for spec in specs:
         if spec.name == "sim_robot":
             # Episodes 100005 and 100006: the fast path ends them 1.3 and 9 mm from the target.
             spec.overrides["first_seed"] = str(FIRST_SEED)
-    log = io.StringIO()
-    graph = NodeGraph(specs, out=log)
-    graph.start()
-    rclpy.init()
-    probe = Probe()
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(probe)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    try:
-        probe.wait_for_stack(90.0)
-        probe.select_source("teleop")
-    except Exception:
-        graph.stop()
-        raise RuntimeError("stack did not come up:\n" + log.getvalue()[-6000:])
-    yield graph, probe, log
-    executor.shutdown()
-    probe.destroy_node()
-    rclpy.shutdown()
-    graph.stop()
-    Path(ROOT / "outputs").mkdir(exist_ok=True)
-    (ROOT / "outputs" / "test_ros_stack.log").write_text(log.getvalue())
+    with running_graph(specs, ROOT / "outputs" / "test_ros_stack.log") as (graph, log):
+        rclpy.init()
+        probe = Probe()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(probe)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        try:
+            probe.wait_for_stack(90.0)
+            probe.select_source("teleop")
+        except Exception as exc:
+            raise RuntimeError("stack did not come up:\n" + log.getvalue()[-6000:]) from exc
+        yield graph, probe, log
+        executor.shutdown()
+        probe.destroy_node()
+        rclpy.shutdown()
 
 
 def test_arm_reaches_a_commanded_target(stack):

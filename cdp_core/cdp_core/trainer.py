@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 
 from ..runtime import OnnxPolicy
 from .env import FR3TaskEnv

@@ -185,7 +185,7 @@ def resolve_plane_z(cfg: LoopConfig) -> float | None:
 
 
 def _episode(seed: int) -> dict[str, Any]:
-    env, cfg, model = _W["env"], _W["cfg"], _W["model"]
+    env, model = _W["env"], _W["model"]
     stats = getattr(env, "stats", None)
     n_err = len(stats.errors_mm) if stats else 0
     try:

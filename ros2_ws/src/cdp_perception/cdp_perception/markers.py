@@ -65,7 +65,6 @@ class BoardSpec:
 
 def board_image(spec: BoardSpec) -> np.ndarray:
     """Greyscale image of the sheet (board plus quiet zone); pixel (u, v) <-> board point (u, v) * metres/px - margin."""
-    import cv2
 
     s = spec.px_per_square
     m = int(round(spec.margin_squares * s))

@@ -7,10 +7,10 @@ import pytest
 from cdp_core.sim.env import HOME_Q
 from cdp_teleop.events import DISCARD, FAILURE, START, STOP, SUCCESS, EventError, decode_event, encode_event
 from cdp_teleop.ik import Q_MAX, Q_MIN, jacobian, solve_ik, tcp_pose
-from cdp_teleop.mapping import (HALT, SPEED_UP, DeviceInput, GamepadLayout, GamepadMapper, KeyboardMapper,
+from cdp_teleop.mapping import (SPEED_UP, DeviceInput, GamepadLayout, GamepadMapper, KeyboardMapper,
                                 TeleopConfig, TeleopCore)
 from cdp_teleop.scripted import plan_scripted_demo
-from safety_filter.kinematics import matrix_to_rotvec, rotvec_to_matrix
+from safety_filter.kinematics import matrix_to_rotvec
 
 
 def test_jacobian_predicts_small_motions():
