@@ -107,7 +107,12 @@ def test_launcher_prefixes_output_and_stops_upstream_first(tmp_path):
     out = io.StringIO()
     g = NodeGraph(resolve(_fixture_graph(tmp_path), {}), python=sys.executable, env=_env(), out=out)
     g.start()
-    time.sleep(1.5)
+    # Both nodes up (they print their arguments once their signal handlers are in place); a
+    # deadline, not a fixed sleep: Python start-up takes seconds on a loaded two-core machine.
+    t_end = time.monotonic() + 30.0
+    while not all(f"[{n}] args" in out.getvalue() for n in ("upstream", "downstream")):
+        assert time.monotonic() < t_end, out.getvalue()
+        time.sleep(0.1)
     assert g.check() is None
     g.stop()
     lines = out.getvalue().splitlines()

@@ -19,6 +19,7 @@ import rclpy
 from cdp_ros_common import diagnostics, names
 from cdp_ros_common.conversions import msg_to_pose, time_to_sec
 from cdp_ros_common.params import declare_dataclass
+from cdp_ros_common.spinning import spin_node
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None, default_source: str = "live") -> int:
     code = 0
     try:
         node = CameraNode(default_source)
-        rclpy.spin(node)
+        spin_node(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:

@@ -24,6 +24,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from cdp_ros_common import diagnostics, names
 from cdp_ros_common.conversions import chunk_to_msg, msg_to_pose, time_to_sec
 from cdp_ros_common.params import declare_dataclass
+from cdp_ros_common.spinning import spin
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState
@@ -184,7 +185,7 @@ def main(args: list[str] | None = None) -> int:
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
     try:
-        executor.spin()
+        spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C / SIGTERM (rclpy's signal handler shuts the context down)
     finally:

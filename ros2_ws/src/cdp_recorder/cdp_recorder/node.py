@@ -17,6 +17,7 @@ import sys
 import rclpy
 from cdp_ros_common import diagnostics, names
 from cdp_ros_common.params import declare_dataclass
+from cdp_ros_common.spinning import spin_node
 from cdp_teleop.events import EPISODE_EVENT, RECORDER_STATUS, EventError, decode_event
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         node = RecorderNode()
-        rclpy.spin(node)
+        spin_node(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ValueError as exc:

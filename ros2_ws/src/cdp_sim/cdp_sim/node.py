@@ -13,6 +13,7 @@ import rclpy
 from cdp_ros_common import diagnostics, names
 from cdp_ros_common.conversions import pose_to_msg
 from cdp_ros_common.params import declare_dataclass
+from cdp_ros_common.spinning import spin_node
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         node = SimRobotNode()
-        rclpy.spin(node)
+        spin_node(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SystemExit as exc:

@@ -19,6 +19,7 @@ from cdp_ros_common import diagnostics as diag
 from cdp_ros_common import names
 from cdp_ros_common.conversions import MessageError, pose_to_msg
 from cdp_ros_common.params import declare_dataclass
+from cdp_ros_common.spinning import spin
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -215,7 +216,7 @@ def main(args: list[str] | None = None) -> int:
         node = FrankaDriverNode()
         executor = MultiThreadedExecutor(num_threads=3)
         executor.add_node(node)
-        executor.spin()
+        spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except BackendError as exc:

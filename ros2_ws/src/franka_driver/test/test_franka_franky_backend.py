@@ -55,12 +55,13 @@ def test_stop_brings_the_arm_to_rest(backend):
     assert backend.command_joint(q0 + 3 * OFFSET)
     time.sleep(0.5)
     backend.stop()
+    # franky-sim's idle hold first settles the PD tracking lag (mrad; a few 10 mrad when the
+    # simulator runs below real time on a loaded machine), then the arm must stay put.
+    time.sleep(0.5)
     st = backend.read_state()
     time.sleep(0.3)
     st2 = backend.read_state()
-    # At rest where stop() left it (franky-sim's idle hold settles the PD tracking lag: mrad,
-    # up to a few 10 mrad when the simulator runs below real time on a loaded machine).
-    assert np.abs(st2.q - st.q).max() < 3e-2
+    assert np.abs(st2.q - st.q).max() < 1e-2
     assert np.abs(st2.q - (q0 + 3 * OFFSET)).max() > 0.05  # well short of the target
     assert st2.error == ""
 

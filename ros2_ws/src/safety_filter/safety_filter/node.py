@@ -27,6 +27,7 @@ from cdp_ros_common import names
 from cdp_ros_common.conversions import MessageError, msg_to_chunk, msg_to_pose, pose_to_msg, sec_to_time
 from cdp_ros_common.diagnostics import ERROR, OK, STALE, WARN, array, status
 from cdp_ros_common.params import declare_dataclass
+from cdp_ros_common.spinning import spin
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -312,7 +313,7 @@ def main(args: list[str] | None = None) -> None:
         # MultiThreadedExecutor measurably delayed the 100 Hz timer (down to ~6 Hz in-process).
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
