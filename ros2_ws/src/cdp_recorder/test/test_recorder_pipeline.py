@@ -58,6 +58,11 @@ def collected(tmp_path_factory):
     except Exception:
         graph.stop()
         raise RuntimeError("scripted collection did not finish:\n" + log.getvalue()[-8000:])
+    # The teleop node exits right after its last episode's stop event; the recorder then closes
+    # and renames that episode's file. On a loaded machine that takes a moment: wait for it.
+    t_end = time.monotonic() + 30.0
+    while len(_finished(rec_dir)) < EPISODES and time.monotonic() < t_end:
+        time.sleep(0.2)
     yield graph, rec_dir, log
     graph.stop()
     out = Path(__file__).resolve().parents[4] / "outputs"
