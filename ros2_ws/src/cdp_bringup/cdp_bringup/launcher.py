@@ -69,7 +69,7 @@ class NodeGraph:
                     return
                 time.sleep(0.05)
             proc = subprocess.Popen(self.command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    env=self.env, start_new_session=True)
+                                    env=self.env, start_new_session=True, preexec_fn=_default_sigint)
             reader = threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True)
             reader.start()
             self.nodes.append(RunningNode(spec, proc, reader))
@@ -110,6 +110,16 @@ class NodeGraph:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default action.
+
+    A launcher started in the background (``nohup ... &``, some service managers) has SIGINT
+    ignored, and children inherit that: Python then installs no KeyboardInterrupt handler, and
+    the graceful stop (SIGINT first) would be ignored until the SIGKILL escalation.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:
