@@ -33,7 +33,7 @@ import os
 import queue
 import signal
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -72,9 +72,11 @@ ROBOT_MODES = {0: "Other", 1: "Idle", 2: "Move", 3: "Guiding", 4: "Reflex", 5: "
 class SeqlockBlock:
     """A block of doubles with one writer and any number of readers (see module docstring)."""
 
-    def __init__(self, raw: Any):
+    def __init__(self, raw: Any, writer_alive: Callable[[], bool] | None = None):
         self.raw = raw
         self.a = np.frombuffer(raw, dtype=np.float64)
+        self._writer_alive = writer_alive
+        self._last: np.ndarray | None = None
 
     def write(self, updates: dict[int, Any]) -> None:
         a = self.a
@@ -91,12 +93,20 @@ class SeqlockBlock:
         # A deadline, not a retry count: on a loaded machine the writer can be descheduled
         # mid-update for milliseconds; only a writer that stays stuck is an error.
         deadline = time.monotonic() + 0.5
+        spins = 0
         while True:
             s1 = a[0]
             if s1 % 2.0 == 0.0:
                 out = a.copy()
                 if a[0] == s1:
+                    self._last = out
                     return out
+            spins += 1
+            # A writer killed mid-update leaves the sequence odd forever. Its last consistent
+            # snapshot is what the reader gets; the caller learns from the dead process that
+            # the data is final (the pylibfranka backend then reports "control process died").
+            if spins % 64 == 0 and self._writer_alive is not None and not self._writer_alive():
+                return (self._last if self._last is not None else a).copy()
             if time.monotonic() > deadline:
                 raise BackendError("shared state never became consistent (writer stuck mid-update for 0.5 s)")
             time.sleep(0)  # the writer is mid-update (a few microseconds): yield and retry
@@ -140,7 +150,10 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
     import pylibfranka as plf
     import ruckig
 
-    cmd, st = SeqlockBlock(cmd_raw), SeqlockBlock(state_raw)
+    # A parent killed mid-write must not stall the 1 kHz loop for the reader's 0.5 s deadline:
+    # the loop keeps the last whole command and winds down on the orphan check.
+    cmd = SeqlockBlock(cmd_raw, writer_alive=lambda: os.getppid() == should_exit.parent)
+    st = SeqlockBlock(state_raw)
     counters = {"cycles": 0.0, "motions": 0.0, "late": 0.0}
     robot_errors_text = ""
 
@@ -346,7 +359,7 @@ class PylibfrankaBackend(Backend):
     def connect(self) -> None:
         ctx = self._ctx
         self._cmd = SeqlockBlock(ctx.RawArray("d", C_SIZE))
-        self._state = SeqlockBlock(ctx.RawArray("d", S_SIZE))
+        self._state = SeqlockBlock(ctx.RawArray("d", S_SIZE), writer_alive=self._control_alive)
         self._err = ctx.RawArray("c", ERROR_CHARS)
         cfg = dataclasses.asdict(self.config)
         self._proc = ctx.Process(target=_control_main, args=(cfg, self._cmd.raw, self._state.raw, self._err),
@@ -381,6 +394,9 @@ class PylibfrankaBackend(Backend):
                 self._gproc = None
 
     # --- state --------------------------------------------------------------------------
+    def _control_alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
     def _error_text(self, s: np.ndarray) -> str:
         if self._proc is None:
             return "not connected"

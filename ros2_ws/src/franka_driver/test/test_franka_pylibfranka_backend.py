@@ -76,3 +76,22 @@ def test_killed_child_is_reported_and_nothing_restarts(backend):
     assert "control process died" in st.error
     assert backend.command_joint(q0) is False  # refused: no silent restart
     assert backend.recover() is False
+
+
+def test_writer_killed_mid_update_yields_its_last_consistent_snapshot():
+    """SIGKILL can land between the two sequence increments; the reader must not wedge on it."""
+    import multiprocessing as mp
+
+    from franka_driver.backend import BackendError
+    from franka_driver.pylibfranka_backend import SeqlockBlock
+
+    alive = [True]
+    block = SeqlockBlock(mp.get_context("spawn").RawArray("d", 4), writer_alive=lambda: alive[0])
+    block.write({1: 1.0, 2: 2.0})
+    assert block.read()[1:3].tolist() == [1.0, 2.0]
+    block.a[0] += 1.0  # the writer began an update ...
+    block.a[1] = 99.0  # ... wrote half of it, and died
+    with pytest.raises(BackendError, match="writer stuck"):
+        block.read()  # alive but stuck: an error, not torn data
+    alive[0] = False
+    assert block.read()[1:3].tolist() == [1.0, 2.0]  # the last consistent snapshot, not the torn one
