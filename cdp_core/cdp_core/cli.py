@@ -95,7 +95,7 @@ def _cmd_demos(args: argparse.Namespace) -> int:
     from .sim.demos import generate_demos
 
     get_task(args.task)  # unknown task: clear error before the simulator starts
-    summary = generate_demos(args.task, args.out, args.episodes, args.seed)
+    summary = generate_demos(args.task, args.out, args.episodes, args.seed, action_space=args.action_space)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -129,7 +129,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
     cfg = GridConfig(task=args.task, demos=args.demos, seeds=args.seeds, steps=args.steps, gammas=args.gammas,
                      sampler=args.sampler, episodes=args.episodes, train_config=args.config, train_overrides=args.set,
-                     workers=args.workers)
+                     workers=args.workers, action_space=args.action_space)
     load_config(cfg.train_config, cfg.train_overrides)  # a bad config fails before any demo is recorded
     print(f"report: {run_grid(cfg, args.work, args.out)}")
     return 0
@@ -194,10 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=_cmd_toy_data)
 
     s = sub.add_parser("demos", help="record scripted demonstrations of a simulated FR3 task")
-    s.add_argument("--task", required=True, help="reach_precise")
+    s.add_argument("--task", required=True, help="reach_precise or peg_insert")
     s.add_argument("--episodes", type=int, default=50)
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--action-space", default="joint_position", choices=["joint_position", "ee_pose"],
+                   help="record joint-position targets or TCP pose targets (executed through IK)")
     s.set_defaults(fn=_cmd_demos)
 
     v = sub.add_parser("eval", help="closed-loop evaluation of an exported model on a simulated FR3 task")
@@ -223,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", help="base training config (YAML)")
     g.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     g.add_argument("--workers", type=int, default=0)
+    g.add_argument("--action-space", default="joint_position", choices=["joint_position", "ee_pose"],
+                   help="what the policies output: joint-position targets or TCP pose targets")
     g.add_argument("--work", required=True, help="folder for demos, runs and models (resumable; not committed)")
     g.add_argument("--out", required=True, help="report folder: report.md, grid.png, results.json")
     g.set_defaults(fn=_cmd_grid)

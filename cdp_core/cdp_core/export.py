@@ -42,6 +42,9 @@ def build_metadata(policy: DiffusionPolicy, ckpt: dict[str, Any], sampler: Fixed
         "obs_dim": s.obs_dim,
         "action_names": list(ckpt["action_names"]),
         "action_dim": s.action_dim,
+        # What the actions mean: "joint_position" (absolute joint targets) or "ee_pose" (TCP
+        # position + quaternion); datasets from before the option are joint positions.
+        "action_space": ckpt.get("dataset_meta", {}).get("action_space", "joint_position"),
         "n_obs_steps": s.n_obs_steps,
         "horizon": s.horizon,
         "n_action_steps": s.n_action_steps,

@@ -17,7 +17,7 @@ import numpy as np
 from .model_format import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, sidecar_path
 
 #: Metadata fields a consumer may pin; anything else in ``expect`` is a programming error.
-CONTRACT_KEYS = ("obs_keys", "obs_dims", "obs_dim", "action_names", "action_dim", "n_obs_steps", "horizon",
+CONTRACT_KEYS = ("obs_keys", "obs_dims", "obs_dim", "action_names", "action_dim", "action_space", "n_obs_steps", "horizon",
                  "n_action_steps", "action_start_index", "sampler", "steps", "rate_hz")
 
 
@@ -79,6 +79,7 @@ class OnnxPolicy:
             if differ:
                 raise ModelContractError(f"{side}: sidecar metadata disagrees with the model in {differ}; "
                                          "the two files are from different exports")
+        meta.setdefault("action_space", "joint_position")  # exports from before the option had joint targets only
         return meta
 
     def __call__(self, obs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:

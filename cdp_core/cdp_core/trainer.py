@@ -92,7 +92,7 @@ def build_policy_from_data(cfg: Config) -> tuple[DiffusionPolicy, WindowDataset,
     action_names = list(ds.meta.get("action_names") or [f"a{i}" for i in range(shape.action_dim)])
     info = {"obs_keys": obs_keys, "obs_dims": windows.obs_dims, "action_names": action_names,
             "num_episodes": len(ds.episodes), "num_windows": len(windows), "dataset_path": str(cfg.data.path),
-            "dataset_meta": {k: ds.meta[k] for k in ("rate_hz", "task") if k in ds.meta}}
+            "dataset_meta": {k: ds.meta[k] for k in ("rate_hz", "task", "action_space") if k in ds.meta}}
     return policy, windows, info
 
 

@@ -7,17 +7,23 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..data.episodes import write_dataset_meta, write_episode
+from .actions import JOINT_POSITION, action_names
 from .env import FR3TaskEnv
 from .scripted import run_demonstration
 
 
-def generate_demos(task: str, out: str | Path, episodes: int, seed: int = 0, progress: bool = True) -> dict:
-    """Record ``episodes`` successful demonstrations (failed attempts are discarded and counted)."""
-    env = FR3TaskEnv(task)
+def generate_demos(task: str, out: str | Path, episodes: int, seed: int = 0, progress: bool = True,
+                   action_space: str = JOINT_POSITION) -> dict:
+    """Record ``episodes`` successful demonstrations (failed attempts are discarded and counted).
+
+    ``action_space`` picks the recorded actions (joint targets or TCP poses); the motions are
+    the same for the same ``seed`` either way.
+    """
+    env = FR3TaskEnv(task, action_space=action_space)
     spec = env.spec
     root = Path(out)
-    write_dataset_meta(root, spec.obs_dims, 7, action_names=spec.action_names, rate_hz=spec.control_hz, task=spec.name,
-                       generator="scripted", generator_seed=seed)
+    write_dataset_meta(root, spec.obs_dims, 7, action_names=action_names(action_space), action_space=action_space,
+                       rate_hz=spec.control_hz, task=spec.name, generator="scripted", generator_seed=seed)
     kept, attempts = 0, 0
     bar = tqdm(total=episodes, desc=f"demos {task}", unit="ep", disable=not progress, mininterval=2.0)
     while kept < episodes:
@@ -30,4 +36,4 @@ def generate_demos(task: str, out: str | Path, episodes: int, seed: int = 0, pro
             kept += 1
             bar.update(1)
     bar.close()
-    return {"task": task, "episodes": kept, "attempts": attempts, "success_rate": kept / attempts, "path": str(root)}
+    return {"task": task, "action_space": action_space, "episodes": kept, "attempts": attempts, "success_rate": kept / attempts, "path": str(root)}

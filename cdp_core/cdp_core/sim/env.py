@@ -3,7 +3,8 @@
 The arm, its MJCF, its 1 kHz physics and its joint-impedance tracking law are franky-sim's
 (``MujocoSimulator`` + ``FrankaMujocoRobot.joint_position_control``), i.e. exactly what
 franky-sim's libfranka-protocol server runs for the robot-in-the-loop path. Actions are
-absolute joint-position targets held for one control period.
+absolute joint-position targets held for one control period, or TCP poses turned into
+such targets by IK (``action_space="ee_pose"``, see :mod:`cdp_core.sim.actions`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..orientation import matrix_to_quat
+from .actions import JOINT_POSITION, ActionExecutor
 from .tasks import JOINT_NAMES, Task, get_task
 
 HOME_Q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
@@ -68,9 +70,9 @@ def tip_position(robot: Any, q: np.ndarray, tip_offset: float) -> np.ndarray:
 
 
 class FR3TaskEnv:
-    """One simulated FR3 with one task; ``reset(seed)`` then ``step(joint_targets)`` until ``done``."""
+    """One simulated FR3 with one task; ``reset(seed)`` then ``step(action)`` until ``done``."""
 
-    def __init__(self, task: Task | str, home_jitter: float = 0.05):
+    def __init__(self, task: Task | str, home_jitter: float = 0.05, action_space: str = JOINT_POSITION):
         import mujoco
 
         self.task = get_task(task) if isinstance(task, str) else task
@@ -78,6 +80,8 @@ class FR3TaskEnv:
         self.home_jitter = home_jitter
         self.sim, self.robot = build_task_simulator(self.task)
         self.monitor = SuccessMonitor(self.task)
+        self.executor = ActionExecutor(self.robot, action_space)
+        self.action_space = self.executor.space
         self.sim.init()
         self.sim.start()
         self.model, self.data = self.sim.model, self.sim.data
@@ -131,13 +135,15 @@ class FR3TaskEnv:
         mujoco.mj_forward(self.model, self.data)
         self.time = 0.0
         self.monitor.reset()
+        self.executor.reset(q0)
         return self.observe()
 
-    def step(self, joint_targets: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Track ``joint_targets`` for one control period; returns (observation, info)."""
-        target = np.asarray(joint_targets, dtype=np.float64).reshape(-1)
-        if target.shape != (7,) or not np.isfinite(target).all():
-            raise ValueError(f"joint targets must be 7 finite values, got {joint_targets!r}")
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Track ``action`` (in ``action_space``) for one control period; returns (observation, info).
+
+        A malformed action (wrong size, NaN, no valid orientation) raises ActionSpaceError (a ValueError).
+        """
+        target = self.executor.joint_targets(action)
         err = np.inf
         for k in range(self.substeps):
             self.robot.joint_position_control(target)

@@ -13,14 +13,18 @@ from typing import Any, Callable
 import numpy as np
 
 from ..runtime import ModelContractError, OnnxPolicy
+from .actions import ACTION_SPACES, JOINT_POSITION, ActionExecutor
 from .env import FR3TaskEnv
 from .tasks import Task, get_task
 
 PolicyFn = Callable[[np.ndarray], np.ndarray]  # obs [1, To, obs_dim] -> actions [1, H, A]
 
 
-def check_model_fits_task(meta: dict[str, Any], task: Task) -> None:
-    """Refuse a model whose observations or actions do not match the task, before anything moves."""
+def check_model_fits_task(meta: dict[str, Any], task: Task, action_spaces: tuple[str, ...] = ACTION_SPACES) -> None:
+    """Refuse a model whose observations or actions do not match the task, before anything moves.
+
+    ``action_spaces``: the action spaces the caller can execute (the ROS stack: joint positions only).
+    """
     spec = task.spec
     problems = []
     expected_obs = {k: v for k, v in spec.obs_dims.items()}
@@ -32,7 +36,10 @@ def check_model_fits_task(meta: dict[str, Any], task: Task) -> None:
     if wrong:
         problems.append(f"observation dims differ for {wrong}")
     if meta.get("action_dim") != 7:
-        problems.append(f"model has action_dim {meta.get('action_dim')}, task {spec.name} takes 7 joint targets")
+        problems.append(f"model has action_dim {meta.get('action_dim')}, task {spec.name} takes 7-dim actions")
+    space = meta.get("action_space", JOINT_POSITION)
+    if space not in action_spaces:
+        problems.append(f"model's action space is {space!r}; this path executes {', '.join(action_spaces)}")
     rate = meta.get("rate_hz")
     if rate is not None and abs(float(rate) - spec.control_hz) > 1e-6:
         problems.append(f"model was trained at {rate} Hz, task runs at {spec.control_hz} Hz")
@@ -81,8 +88,8 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(model_path: str, task: str, n_action_steps: int | None) -> None:
     """Per-process state: one env and one single-threaded ORT session, built once."""
-    _WORKER["env"] = FR3TaskEnv(task)
     _WORKER["model"] = OnnxPolicy(model_path, intra_op_threads=1)
+    _WORKER["env"] = FR3TaskEnv(task, action_space=_WORKER["model"].metadata["action_space"])
     _WORKER["n_exec"] = n_action_steps or _WORKER["model"].metadata["n_action_steps"]
 
 
@@ -99,7 +106,8 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
 
     Returns success rate with a 95 % Wilson interval, final tip error (mm), time to success,
     action dispersion across noise seeds at the episodes' first observations (rad, std of
-    the executed joint targets), throughput, and the per-episode rows. ``n_action_steps``
+    the executed joint targets, also for ``ee_pose`` models, whose actions go through the
+    env's IK first), throughput, and the per-episode rows. ``n_action_steps``
     overrides how many actions of each chunk run before replanning (default: the model's).
     """
     import multiprocessing as mp
@@ -130,22 +138,33 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
             rows = list(tqdm(pool.map(_run_seed, seeds), total=len(seeds), desc="eval", disable=not progress))
     wall = time.perf_counter() - t0
     m = model.metadata
-    env = FR3TaskEnv(task)
-    first_obs = []
+    env = FR3TaskEnv(task, action_space=m["action_space"])
+    first_obs, first_q = [], []
     for seed in seeds[:dispersion_obs]:
         obs = env.reset(seed)
         vec = np.concatenate([obs[k] for k in m["obs_keys"]]).astype(np.float32)
         first_obs.append(np.stack([vec] * m["n_obs_steps"]))
+        first_q.append(env.q)
     start = m["action_start_index"]
+    seeds_per_obs = dispersion_seeds
 
     def executed(o: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        return model(o, noise)[:, start:start + n_exec]
+        acts = model(o, noise)[:, start:start + n_exec]
+        if m["action_space"] == JOINT_POSITION:
+            return acts
+        # Joint targets the env would track: IK along each chunk from that episode's start.
+        ik = ActionExecutor(env.robot, m["action_space"])
+        out = np.empty(acts.shape, dtype=np.float64)
+        for b, chunk in enumerate(acts):
+            ik.reset(first_q[b // seeds_per_obs])
+            out[b] = [ik.joint_targets(a) for a in chunk]
+        return out
 
     disp = action_dispersion(executed, np.stack(first_obs), model.noise_shape, seeds=dispersion_seeds)
     wins = sum(r["success"] for r in rows)
     lo, hi = wilson_interval(wins, len(rows))
     tts = [r["time_to_success_s"] for r in rows if r["success"]]
-    return {"model": str(model_path), "task": task, "sampler": m["sampler"], "steps": m["steps"], "gamma": m["gamma"],
+    return {"model": str(model_path), "task": task, "action_space": m["action_space"], "sampler": m["sampler"], "steps": m["steps"], "gamma": m["gamma"],
             "n_action_steps": n_exec, "episodes": len(rows), "success_rate": wins / len(rows), "ci95": [lo, hi],
             "final_error_mm_median": float(np.median([r["final_error_mm"] for r in rows])),
             "time_to_success_s_median": float(np.median(tts)) if tts else None,

@@ -19,6 +19,7 @@ from ..checkpoint import read_checkpoint
 from ..config import load_config
 from ..export import export_onnx
 from ..trainer import train
+from .actions import check_action_space
 from .demos import generate_demos
 from .evaluate import evaluate_model
 from .tasks import get_task
@@ -39,6 +40,8 @@ class GridConfig:
     train_overrides: list[str] = field(default_factory=list)
     workers: int = 0
     eval_seed: int = 10_000
+    #: What the policies output: "joint_position" targets or "ee_pose" TCP targets (through IK).
+    action_space: str = "joint_position"
 
 
 def _cell_key(gamma: float, demos: int, seed: int, steps: int) -> str:
@@ -54,12 +57,18 @@ def _atomic_json(path: Path, data: Any) -> None:
 def run_grid(cfg: GridConfig, work: str | Path, report_dir: str | Path, progress: bool = True) -> Path:
     """Run (or continue) the grid; returns the path of the Markdown report."""
     task = get_task(cfg.task)  # unknown task: error before anything runs
+    check_action_space(cfg.action_space)
     work, report_dir = Path(work), Path(report_dir)
     work.mkdir(parents=True, exist_ok=True)
     report_dir.mkdir(parents=True, exist_ok=True)
     data = work / "demos"
+    if (data / "meta.json").exists():
+        have = json.loads((data / "meta.json").read_text()).get("action_space", "joint_position")
+        if have != cfg.action_space:  # a resumed grid must not mix the two
+            raise ValueError(f"{data} holds {have} demonstrations, the grid asks for {cfg.action_space}: "
+                             "use another --work folder")
     if not (data / "meta.json").exists() or len(list((data / "episodes").glob("*.npz"))) < max(cfg.demos):
-        generate_demos(cfg.task, data, max(cfg.demos), seed=0, progress=progress)
+        generate_demos(cfg.task, data, max(cfg.demos), seed=0, progress=progress, action_space=cfg.action_space)
     results_path = report_dir / "results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["grid"] = asdict(cfg)
@@ -144,7 +153,9 @@ def write_report(cells: dict[str, Any], cfg: GridConfig, out: Path, task: str) -
     lines = [f"# DP vs CDP on `{task}`", "",
              f"Grid: gamma {cfg.gammas} x demos {cfg.demos} x seeds {cfg.seeds} x {cfg.sampler} steps {cfg.steps}; "
              f"{cfg.episodes} seeded evaluation episodes per cell. Training config: {cfg.train_config or 'defaults'}, "
-             f"overrides: {cfg.train_overrides or 'none'}. The 95 % interval pools the episodes of all seeds.",
+             f"overrides: {cfg.train_overrides or 'none'}. Actions: {cfg.action_space}. "
+             "The 95 % interval pools the episodes of all seeds. Dispersion: std of the executed joint targets "
+             "across sampler noise seeds.",
              "", "| policy | demos | steps | success | 95 % CI | final error (mm, median) | dispersion (rad) "
              "| episodes/min |", "|---|---|---|---|---|---|---|---|"]
     several = len(cfg.seeds) > 1

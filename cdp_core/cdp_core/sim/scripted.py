@@ -13,26 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.episodes import Episode
+from .actions import JOINT_POSITION, ee_pose_of, solve_ik
 from .env import FR3TaskEnv
 
 STRATEGIES = ("direct", "from_above", "from_left", "from_right")
-
-
-def solve_ik(env: FR3TaskEnv, q_start: np.ndarray, pos: np.ndarray, rot: np.ndarray, iters: int = 200,
-             damping: float = 1e-3) -> np.ndarray:
-    """Joint angles placing the tool tip at ``pos`` with orientation ``rot`` (DLS IK from ``q_start``)."""
-    import pinocchio as pin
-
-    q = q_start.copy()
-    eye = np.eye(7)
-    for _ in range(iters):
-        pose = env.robot.kinematics(q)
-        err = np.concatenate([pos - pose.translation, pin.log3(rot @ pose.rotation.T)])
-        if np.linalg.norm(err[:3]) < 1e-5 and np.linalg.norm(err[3:]) < 1e-4:
-            break
-        jac = np.stack([env.robot.d_kinematics(q, eye[i]) for i in range(7)], axis=1)  # [6, 7], world-aligned
-        q = q + jac.T @ np.linalg.solve(jac @ jac.T + damping * np.eye(6), err)
-    return q
 
 
 def _min_jerk(n: int) -> np.ndarray:
@@ -70,7 +54,7 @@ def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = 
     q = q0
     tip = env.tip_position()
     for i, (p, v) in enumerate(points):
-        q_next = solve_ik(env, q, p - offset, rot)
+        q_next = solve_ik(env.robot, q, p - offset, rot)
         n = max(2, int(round(max(0.6, np.linalg.norm(p - tip) / v) * hz)))
         precise = i >= len(points) - len(final)  # no command noise while lining up and inserting
         for s in _min_jerk(n):
@@ -86,7 +70,12 @@ def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = 
 
 
 def run_demonstration(env: FR3TaskEnv, seed: int, strategy: str | None = None) -> tuple[Episode, bool]:
-    """Record one scripted demonstration: (episode with obs and joint-target actions, success)."""
+    """Record one scripted demonstration: (episode with obs and actions in ``env.action_space``, success).
+
+    The plan is the same joint-target sequence for every action space (so datasets of two
+    spaces with the same seeds hold the same motions); an ``ee_pose`` dataset records each
+    target's TCP pose, which the env executes back through IK.
+    """
     rng = np.random.default_rng(seed + 1_000_000)
     obs = env.reset(seed)
     plan = plan_demo(env, rng, strategy)
@@ -97,9 +86,10 @@ def run_demonstration(env: FR3TaskEnv, seed: int, strategy: str | None = None) -
     for target in plan:
         for k in keys:
             rows[k].append(obs[k])
-        actions.append(target)
+        action = target if env.action_space == JOINT_POSITION else ee_pose_of(env.robot, target)
+        actions.append(action)
         stamps.append(env.time)
-        obs, info = env.step(target)
+        obs, info = env.step(action)
         success = success or info["success"]
         if env.time >= env.spec.time_limit_s - 1e-9:  # record the whole plan, hold included
             break

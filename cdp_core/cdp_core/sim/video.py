@@ -23,8 +23,8 @@ def record_episode(model_path: str, task: str, seed: int, out: str | Path, size:
     import mujoco
     from PIL import Image
 
-    env = FR3TaskEnv(task)
     model = OnnxPolicy(model_path, intra_op_threads=1)
+    env = FR3TaskEnv(task, action_space=model.metadata["action_space"])
     check_model_fits_task(model.metadata, env.task)
     m = model.metadata
     renderer = mujoco.Renderer(env.model, *size)

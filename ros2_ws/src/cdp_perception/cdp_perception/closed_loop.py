@@ -163,17 +163,18 @@ def _init(cfg: LoopConfig, perception: bool) -> None:
     use_offscreen_gl()
     from cdp_core.sim.env import FR3TaskEnv
 
-    env = FR3TaskEnv(cfg.task)
+    model = None
+    if cfg.policy != SCRIPTED:
+        from cdp_core.runtime import OnnxPolicy
+
+        model = OnnxPolicy(cfg.policy, intra_op_threads=1)
+    env = FR3TaskEnv(cfg.task, action_space=model.metadata["action_space"] if model else "joint_position")
     if perception:
         import atexit
 
         env = PerceivedTaskEnv(env, load(cfg.calibration_file), resolve_plane_z(cfg))
         atexit.register(env.close)  # free the GL context before the interpreter tears OpenGL down
-    _W.update(env=env, cfg=cfg, model=None)
-    if cfg.policy != SCRIPTED:
-        from cdp_core.runtime import OnnxPolicy
-
-        _W["model"] = OnnxPolicy(cfg.policy, intra_op_threads=1)
+    _W.update(env=env, cfg=cfg, model=model)
 
 
 def resolve_plane_z(cfg: LoopConfig) -> float | None:

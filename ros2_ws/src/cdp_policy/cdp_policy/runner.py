@@ -147,8 +147,11 @@ class PolicyRunner:
         if not cfg.model_path:
             raise PolicyStartError("model_path is not set: give the exported .onnx policy to run")
         try:
-            # action_dim pinned here; obs keys are checked below as a set (their order is the model's).
-            self.model = OnnxPolicy(cfg.model_path, expect={"action_dim": len(JOINT_NAMES)},
+            # action_dim and space pinned here; obs keys are checked below as a set (their order is
+            # the model's). The stack sends joint targets through the joint safety filter; an
+            # ee_pose model (Cartesian actions) runs in cdp_core's fast path only, so far.
+            self.model = OnnxPolicy(cfg.model_path, expect={"action_dim": len(JOINT_NAMES),
+                                                             "action_space": "joint_position"},
                                     providers=choose_providers(cfg.providers), intra_op_threads=cfg.intra_op_threads,
                                     seed=cfg.seed if cfg.seed >= 0 else None)
         except ModelContractError as exc:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 
 def make_fr3_model(root: Path, task: str = "reach_precise", episodes: int = 2, steps: int = 10,
-                   horizon: int = 8, n_obs_steps: int = 2, n_action_steps: int = 4) -> Path:
+                   horizon: int = 8, n_obs_steps: int = 2, n_action_steps: int = 4,
+                   action_space: str = "joint_position") -> Path:
     import torch
 
     from cdp_core.config import config_from_dict
@@ -20,7 +21,7 @@ def make_fr3_model(root: Path, task: str = "reach_precise", episodes: int = 2, s
 
     root = Path(root)
     demos = root / "demos"
-    generate_demos(task, demos, episodes, seed=0, progress=False)
+    generate_demos(task, demos, episodes, seed=0, progress=False, action_space=action_space)
     torch.manual_seed(0)
     cfg = config_from_dict({
         "data": {"path": str(demos), "horizon": horizon, "n_obs_steps": n_obs_steps, "n_action_steps": n_action_steps},

@@ -59,6 +59,15 @@ def test_refuses_model_that_does_not_fit(fr3_model, tmp_path):
         make(onnx)
 
 
+def test_refuses_cartesian_action_model(tmp_path):
+    """An ee_pose model's 7 actions are a TCP pose: sent as joint targets they would be nonsense."""
+    from model_factory import make_fr3_model
+
+    ee = make_fr3_model(tmp_path, task="peg_insert", episodes=1, steps=2, action_space="ee_pose")
+    with pytest.raises(PolicyStartError, match=r"action_space: model has 'ee_pose', expected 'joint_position'"):
+        make(ee)
+
+
 # --- timing -------------------------------------------------------------------------------------
 def test_receding_horizon_chunks_every_n_ticks_with_due_times(fr3_model):
     r = make(fr3_model)

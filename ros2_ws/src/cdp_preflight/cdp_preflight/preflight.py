@@ -469,7 +469,7 @@ def check_model(path: str, task: str) -> CheckResult:
         from cdp_core.sim.evaluate import check_model_fits_task
         from cdp_core.sim.tasks import get_task
 
-        check_model_fits_task(meta, get_task(task))
+        check_model_fits_task(meta, get_task(task), action_spaces=("joint_position",))  # the stack's filter
     except Exception as exc:  # ModelContractError or UnknownTaskError
         problems.append(str(exc))
     if problems:

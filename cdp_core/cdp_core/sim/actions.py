@@ -1,0 +1,104 @@
+"""Action spaces of the simulated tasks, and the inverse kinematics that executes Cartesian ones.
+
+``joint_position``: 7 absolute joint-position targets (rad), tracked by franky-sim's joint
+impedance law. ``ee_pose``: the TCP pose (what libfranka calls ``O_T_EE``) as position (m)
+and orientation quaternion (x, y, z, w, in the tool-down hemisphere of
+:mod:`cdp_core.orientation`). An ``ee_pose`` action is turned into joint targets by damped
+least squares IK on franky-sim's own FR3 kinematics, warm-started from the previous
+solution so that the redundant seventh degree of freedom stays continuous, and then tracked
+by the same joint-impedance law: only the action's coordinates differ, not the controller.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..orientation import QuaternionError, canonical_tool_quat, matrix_to_quat
+from .tasks import JOINT_NAMES
+
+JOINT_POSITION = "joint_position"
+EE_POSE = "ee_pose"
+ACTION_SPACES = (JOINT_POSITION, EE_POSE)
+EE_POSE_NAMES = ["tcp_x", "tcp_y", "tcp_z", "tcp_qx", "tcp_qy", "tcp_qz", "tcp_qw"]
+
+
+class ActionSpaceError(ValueError):
+    """An unknown action space, or an action that does not belong to its space."""
+
+
+def check_action_space(name: str) -> str:
+    """``name`` if it is a known action space; otherwise an error that lists the known ones."""
+    if name not in ACTION_SPACES:
+        raise ActionSpaceError(f"unknown action space {name!r}; known: {', '.join(ACTION_SPACES)}")
+    return name
+
+
+def action_names(space: str) -> list[str]:
+    """Names of the 7 action dimensions of ``space`` (written into datasets and model metadata)."""
+    return [f"{j}_target" for j in JOINT_NAMES] if check_action_space(space) == JOINT_POSITION else list(EE_POSE_NAMES)
+
+
+def quat_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a (not necessarily unit) quaternion x, y, z, w."""
+    x, y, z, w = canonical_tool_quat(q_xyzw)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def solve_ik(robot: Any, q_start: np.ndarray, pos: np.ndarray, rot: np.ndarray, iters: int = 200,
+             damping: float = 1e-3, pos_tol: float = 1e-5, rot_tol: float = 1e-4) -> np.ndarray:
+    """Joint angles placing franky-sim's TCP at ``pos`` with orientation ``rot`` (DLS IK from ``q_start``).
+
+    Best effort: an unreachable pose gives the damped least-squares compromise after ``iters``.
+    """
+    import pinocchio as pin
+
+    q = np.asarray(q_start, dtype=np.float64).copy()
+    eye = np.eye(7)
+    for _ in range(iters):
+        pose = robot.kinematics(q)
+        err = np.concatenate([pos - pose.translation, pin.log3(rot @ pose.rotation.T)])
+        if np.linalg.norm(err[:3]) < pos_tol and np.linalg.norm(err[3:]) < rot_tol:
+            break
+        jac = np.stack([robot.d_kinematics(q, eye[i]) for i in range(7)], axis=1)  # [6, 7], world-aligned
+        q = q + jac.T @ np.linalg.solve(jac @ jac.T + damping * np.eye(6), err)
+    return q
+
+
+def ee_pose_of(robot: Any, q: np.ndarray) -> np.ndarray:
+    """The ``ee_pose`` action that joint angles ``q`` realise: TCP position and canonical quaternion."""
+    pose = robot.kinematics(np.asarray(q, dtype=np.float64))
+    return np.concatenate([np.asarray(pose.translation), matrix_to_quat(pose.rotation)])
+
+
+class ActionExecutor:
+    """Turns one action space's actions into the joint targets the impedance law tracks."""
+
+    def __init__(self, robot: Any, space: str = JOINT_POSITION, ik_iters: int = 50):
+        self.robot = robot
+        self.space = check_action_space(space)
+        self.ik_iters = ik_iters
+        self._q_ik: np.ndarray | None = None
+
+    def reset(self, q: np.ndarray) -> None:
+        """Start of an episode: the IK's warm start is the arm's configuration."""
+        self._q_ik = np.asarray(q, dtype=np.float64).copy()
+
+    def joint_targets(self, action: np.ndarray) -> np.ndarray:
+        """Joint-position targets for ``action``; a malformed action is an :class:`ActionSpaceError`."""
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != (7,) or not np.isfinite(a).all():
+            raise ActionSpaceError(f"{self.space} actions must be 7 finite values, got {action!r}")
+        if self.space == JOINT_POSITION:
+            return a
+        if self._q_ik is None:
+            raise ActionSpaceError("ActionExecutor.reset(q) must be called before the first ee_pose action")
+        try:
+            rot = quat_to_matrix(a[3:])
+        except QuaternionError as exc:
+            raise ActionSpaceError(f"ee_pose action has no valid orientation: {exc}") from exc
+        self._q_ik = solve_ik(self.robot, self._q_ik, a[:3], rot, iters=self.ik_iters)
+        return self._q_ik.copy()
