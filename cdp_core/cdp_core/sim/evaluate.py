@@ -49,7 +49,7 @@ def check_model_fits_task(meta: dict[str, Any], task: Task, action_spaces: tuple
 
 def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps: int, n_action_steps: int,
             action_start: int, seed: int, on_step: Callable[[FR3TaskEnv], None] | None = None) -> dict[str, Any]:
-    """One seeded episode; returns success, final tip error (mm), time to success (s) or None.
+    """One seeded episode; returns success, final tip error and offset from the goal (mm), time to success (s) or None.
 
     ``on_step(env)`` runs after every control step (video recording).
     """
@@ -69,8 +69,11 @@ def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps:
             history.append(np.concatenate([obs[k] for k in obs_keys]).astype(np.float32))
             if info["done"]:
                 break
-    err_mm = 1000 * env.task.tip_error(env.tip_position(), env.params)
-    return {"seed": seed, "success": bool(info["success"]), "final_error_mm": err_mm,
+    tip = env.tip_position()
+    err_mm = 1000 * env.task.tip_error(tip, env.params)
+    # Where the tip ended relative to the goal (base frame, mm): tells a missed hole from a stuck descent.
+    offset_mm = [round(float(v), 2) for v in 1000 * (tip - env.task.goal_tip_position(env.params))]
+    return {"seed": seed, "success": bool(info["success"]), "final_error_mm": err_mm, "final_offset_mm": offset_mm,
             "time_to_success_s": env.time if info["success"] else None}
 
 
