@@ -106,12 +106,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         use_offscreen_gl()  # before anything imports MuJoCo
     from .sim import get_task
-    from .sim.evaluate import evaluate_model
+    from .sim.evaluate import evaluate_checkpoint, evaluate_model
 
     get_task(args.task)
+    if bool(args.model) == bool(args.checkpoint):
+        raise ConfigError("cdp eval needs exactly one of --model (exported .onnx) or --checkpoint (.pt)")
+    if args.video and not args.model:
+        raise ConfigError("--video needs --model: export the checkpoint first (cdp export)")
     seeds = list(range(args.seed, args.seed + args.episodes))
-    summary = evaluate_model(args.model, args.task, seeds, workers=args.workers, progress=True,
-                             n_action_steps=args.n_action_steps)
+    if args.checkpoint:
+        summary = evaluate_checkpoint(args.checkpoint, args.task, seeds, args.sampler, args.steps,
+                                      workers=args.workers, progress=True, n_action_steps=args.n_action_steps)
+    else:
+        summary = evaluate_model(args.model, args.task, seeds, workers=args.workers, progress=True,
+                                 n_action_steps=args.n_action_steps)
     if not args.verbose:
         summary.pop("rows")
     print(json.dumps(summary, indent=2))
@@ -203,7 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_demos)
 
     v = sub.add_parser("eval", help="closed-loop evaluation of an exported model on a simulated FR3 task")
-    v.add_argument("--model", required=True)
+    v.add_argument("--model", help="exported policy (.onnx)")
+    v.add_argument("--checkpoint", help="PyTorch checkpoint (.pt): exported to a temporary ONNX graph first")
+    v.add_argument("--sampler", default="ddim", help="with --checkpoint: the sampler to export")
+    v.add_argument("--steps", type=int, default=8, help="with --checkpoint: sampling steps")
     v.add_argument("--task", required=True)
     v.add_argument("--episodes", type=int, default=20)
     v.add_argument("--seed", type=int, default=10_000, help="first episode seed (demos use 0..)")

@@ -1,5 +1,7 @@
 """Cartesian (ee_pose) actions: IK execution, datasets, model metadata and who refuses them."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -109,3 +111,17 @@ def test_ee_model_exports_its_action_space_and_evaluates(tmp_path):
                              dispersion_seeds=4)
     assert summary["action_space"] == "ee_pose" and summary["episodes"] == 1
     assert 0.0 < summary["dispersion_rad"] < 3.0  # joint-space spread of an untrained model: finite, not metres
+    # the checkpoint itself, through the CLI: exported to a temporary graph, same episode, same result
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "cdp_core.cli", "eval", "--checkpoint", str(run["checkpoint"]),
+                        "--sampler", "ddim", "--steps", "2", "--task", "peg_insert", "--episodes", "1",
+                        "--workers", "1", "--verbose"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from_ckpt = json.loads(r.stdout)
+    assert from_ckpt["model"] == str(run["checkpoint"]) and from_ckpt["steps"] == 2
+    assert from_ckpt["rows"][0]["final_offset_mm"] == summary["rows"][0]["final_offset_mm"]
+    r = subprocess.run([sys.executable, "-m", "cdp_core.cli", "eval", "--task", "peg_insert"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0 and "exactly one of --model" in r.stderr

@@ -175,6 +175,24 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
             "rows": rows}
 
 
+def evaluate_checkpoint(checkpoint: str, task: str, seeds: list[int], sampler: str = "ddim", steps: int = 8,
+                        **kwargs: Any) -> dict[str, Any]:
+    """Evaluate a PyTorch checkpoint: export its ``sampler`` x ``steps`` graph to a temporary ONNX
+    file and run :func:`evaluate_model` on it, so a checkpoint is judged by exactly the graph the
+    robot would run. ``kwargs`` go to :func:`evaluate_model`."""
+    import tempfile
+    from pathlib import Path
+
+    from ..export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="cdp_eval_") as tmp:
+        model = Path(tmp) / "policy.onnx"
+        export_onnx(checkpoint, model, sampler, steps)
+        summary = evaluate_model(str(model), task, seeds, **kwargs)
+    summary["model"] = str(checkpoint)
+    return summary
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95 % Wilson score interval for a success rate."""
     if n == 0:
