@@ -37,3 +37,13 @@ def matrix_to_quat(r: np.ndarray) -> np.ndarray:
     wxyz = np.empty(4)
     mujoco.mju_mat2Quat(wxyz, np.ascontiguousarray(r, dtype=np.float64).reshape(-1))
     return canonical_tool_quat(np.array([wxyz[1], wxyz[2], wxyz[3], wxyz[0]]))
+
+
+def quat_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
+    """Quaternion (x, y, z, w; any length > 0, either sign) -> rotation matrix (3, 3)."""
+    import mujoco
+
+    x, y, z, w = canonical_tool_quat(q_xyzw)
+    mat = np.empty(9)
+    mujoco.mju_quat2Mat(mat, np.array([w, x, y, z]))
+    return mat.reshape(3, 3)

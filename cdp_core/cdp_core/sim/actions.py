@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..orientation import QuaternionError, canonical_tool_quat, matrix_to_quat
-from .tasks import JOINT_NAMES
+from ..orientation import QuaternionError, matrix_to_quat, quat_to_matrix
+from .tasks import JOINT_ACTION_NAMES
 
 JOINT_POSITION = "joint_position"
 EE_POSE = "ee_pose"
@@ -37,15 +37,7 @@ def check_action_space(name: str) -> str:
 
 def action_names(space: str) -> list[str]:
     """Names of the 7 action dimensions of ``space`` (written into datasets and model metadata)."""
-    return [f"{j}_target" for j in JOINT_NAMES] if check_action_space(space) == JOINT_POSITION else list(EE_POSE_NAMES)
-
-
-def quat_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
-    """Rotation matrix of a (not necessarily unit) quaternion x, y, z, w."""
-    x, y, z, w = canonical_tool_quat(q_xyzw)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return list(JOINT_ACTION_NAMES if check_action_space(space) == JOINT_POSITION else EE_POSE_NAMES)
 
 
 def solve_ik(robot: Any, q_start: np.ndarray, pos: np.ndarray, rot: np.ndarray, iters: int = 200,

@@ -12,6 +12,8 @@ import numpy as np
 #: Observation layout shared by every task; the task-specific key comes before the gripper.
 ROBOT_OBS = {"joint_pos": 7, "ee_pos": 3, "ee_quat": 4}
 JOINT_NAMES = [f"fr3_joint{i}" for i in range(1, 8)]
+#: Names of the joint-position action dimensions (datasets and model metadata).
+JOINT_ACTION_NAMES = [f"{j}_target" for j in JOINT_NAMES]
 
 
 class UnknownTaskError(ValueError):
@@ -35,7 +37,7 @@ class TaskSpec:
 
     @property
     def action_names(self) -> list[str]:
-        return [f"{j}_target" for j in JOINT_NAMES]
+        return list(JOINT_ACTION_NAMES)
 
 
 class Task(ABC):
