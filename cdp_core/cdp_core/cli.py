@@ -24,7 +24,58 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     result = train(cfg, args.out, resume=args.resume)
     print(json.dumps({"checkpoint": result["checkpoint"], "metrics": result["metrics"]}, indent=2))
-    return 0
+    if not cfg.gate.enabled:
+        return 0
+    report = _run_gate_on_run(result["latest"], args.out)
+    return 3 if report is not None and not report.passed and cfg.gate.on_fail == "fail" else 0
+
+
+def _run_gate_on_run(checkpoint: str, run_dir: str):
+    """Gate a finished run's checkpoint, print the verdict and store it as RUN/gate.json (None: not run)."""
+    from .gate import GATE_FILE, gate_checkpoint, store_report
+    from .convergence import GateError
+
+    try:
+        report = gate_checkpoint(checkpoint, workdir=run_dir)
+    except GateError as exc:
+        print(f"cdp: convergence gate not run: {exc}", file=sys.stderr)
+        return None
+    store_report(report, Path(run_dir) / GATE_FILE, checkpoint)
+    _print_gate(report)
+    return report
+
+
+def _print_gate(report) -> None:
+    if report.passed:
+        print(report.summary(), file=sys.stderr)
+    else:  # loud: this model should not be trusted on a robot
+        bar = "!" * 78
+        print(f"{bar}\nWARNING: {report.summary()}\n{bar}", file=sys.stderr)
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from .convergence import GateError
+    from .gate import GATE_FILE, gate_checkpoint, gate_model, store_report
+
+    if bool(args.model) == bool(args.checkpoint):
+        raise ConfigError("cdp gate needs exactly one of --model (exported .onnx) or --checkpoint (.pt)")
+    cfg = None
+    if args.holdout:
+        from .config import GateConfig
+
+        cfg = GateConfig(holdout_path=args.holdout)
+    try:
+        if args.checkpoint:
+            report = gate_checkpoint(args.checkpoint, cfg, workdir=args.workdir)
+            store_report(report, Path(args.checkpoint).parent.parent / GATE_FILE, args.checkpoint)
+        else:
+            report = gate_model(args.model, task=args.task, cfg=cfg, workdir=args.workdir)
+    except GateError as exc:
+        print(f"cdp gate: error: {exc}", file=sys.stderr)
+        return 2
+    _print_gate(report)
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0 if report.passed else 3
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -114,6 +165,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.video and not args.model:
         raise ConfigError("--video needs --model: export the checkpoint first (cdp export)")
     seeds = list(range(args.seed, args.seed + args.episodes))
+    gate = None
+    if not args.no_gate:
+        gate = _gate_for_eval(args)
     if args.checkpoint:
         summary = evaluate_checkpoint(args.checkpoint, args.task, seeds, args.sampler, args.steps,
                                       workers=args.workers, progress=True, n_action_steps=args.n_action_steps)
@@ -122,6 +176,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                  n_action_steps=args.n_action_steps)
     if not args.verbose:
         summary.pop("rows")
+    if gate is not None:
+        summary["convergence_gate"] = gate.to_dict()
     print(json.dumps(summary, indent=2))
     if args.video:
         from .sim.video import record_episode
@@ -130,6 +186,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             record_episode(args.model, args.task, seed, f"{args.video}/{args.task}_seed{seed}.gif",
                            n_action_steps=args.n_action_steps)
     return 0
+
+
+def _gate_for_eval(args: argparse.Namespace):
+    """The convergence gate before a closed-loop evaluation (printed; None when it cannot run)."""
+    from .convergence import GateError
+    from .gate import gate_checkpoint, gate_model
+
+    try:
+        if args.checkpoint:
+            report = gate_checkpoint(args.checkpoint, sampler=args.sampler, steps=args.steps)
+        else:
+            report = gate_model(args.model, task=args.task, n_action_steps=args.n_action_steps)
+    except GateError as exc:
+        print(f"cdp eval: convergence gate not run: {exc}", file=sys.stderr)
+        return None
+    _print_gate(report)
+    return report
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
@@ -195,6 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="contraction settings for `bench train`, e.g. contraction.every=4")
     b.set_defaults(fn=_cmd_bench)
 
+    q = sub.add_parser("gate", help="open-loop convergence gate: action error and scatter (mm at the TCP) on "
+                                     "held-out demonstrations; exit 3 when it fails")
+    q.add_argument("--checkpoint", help="PyTorch checkpoint (.pt): writes RUN/gate.json")
+    q.add_argument("--model", help="exported policy (.onnx)")
+    q.add_argument("--task", help="simulated task to record held-out demonstrations on (default: the model's)")
+    q.add_argument("--holdout", help="held-out demonstrations (episode dataset) instead of the configured ones")
+    q.add_argument("--workdir", help="where automatically recorded held-out demonstrations are kept")
+    q.set_defaults(fn=_cmd_gate)
+
     d = sub.add_parser("toy-data", help="write the 2-D multimodal toy dataset")
     d.add_argument("--out", required=True)
     d.add_argument("--episodes", type=int, default=50)
@@ -223,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--verbose", action="store_true", help="include every episode's result")
     v.add_argument("--video", help="folder for GIFs of the first --video-episodes episodes (offscreen rendering)")
     v.add_argument("--video-episodes", type=int, default=1)
+    v.add_argument("--no-gate", action="store_true", help="skip the open-loop convergence gate before the episodes")
     v.set_defaults(fn=_cmd_eval)
 
     g = sub.add_parser("grid", help="DP vs CDP x demos x seeds x steps on a simulated task, with a report")

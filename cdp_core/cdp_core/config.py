@@ -17,6 +17,9 @@ from typing import Any
 import yaml
 
 
+ACTION_REPRESENTATIONS = ("absolute", "relative")
+
+
 class ConfigError(ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
 
@@ -36,6 +39,11 @@ class DataConfig:
     n_action_steps: int = 8
     #: Use only the first N episodes (0 = all); the few-demonstration experiments use it.
     max_episodes: int = 0
+    #: ``absolute``: the policy predicts the dataset's actions. ``relative`` (chunk-relative):
+    #: it predicts each action of a chunk minus the robot's state at the current observation
+    #: (``joint_pos`` for joint-position actions, ``ee_pos`` for the position part of TCP-pose
+    #: actions). The exported graph adds the state back, so every consumer gets absolute actions.
+    action_representation: str = "absolute"
 
 
 @dataclass
@@ -110,6 +118,30 @@ class TrainConfig:
 
 
 @dataclass
+class GateConfig:
+    """The convergence gate run after training (:mod:`cdp_core.convergence`).
+
+    Held-out demonstrations come from ``holdout_path`` (an episode dataset the run never
+    trains on), or else from the last ``holdout_episodes`` episodes of ``data.path`` (then
+    excluded from training), or else, for the simulated tasks, ``auto_demos`` scripted
+    demonstrations recorded at seeds no training set uses. Thresholds are at the TCP, in mm.
+    """
+
+    enabled: bool = True
+    holdout_path: str = ""
+    holdout_episodes: int = 0
+    auto_demos: int = 10
+    #: A window belongs to the final phase when its demonstrated TCP target is this close to the episode's last.
+    phase_radius_m: float = 0.02
+    windows_per_episode: int = 8
+    samples: int = 8
+    max_error_mm: float = 4.0
+    max_scatter_mm: float = 3.0
+    #: ``warn``: print the failure loudly and mark the run; ``fail``: ``cdp train`` exits non-zero.
+    on_fail: str = "warn"
+
+
+@dataclass
 class ExportConfig:
     """Default sampler baked into an exported model (overridable on the command line)."""
 
@@ -127,6 +159,7 @@ class Config:
     contraction: ContractionConfig = field(default_factory=ContractionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -135,6 +168,7 @@ class Config:
         """Check values that types alone do not catch; raise :class:`ConfigError`."""
         d, m, c, t = self.data, self.model, self.contraction, self.train
         _choice("data.format", d.format, ("episodes", "robomimic", "d4rl"))
+        _choice("data.action_representation", d.action_representation, ACTION_REPRESENTATIONS)
         _choice("diffusion.schedule", self.diffusion.schedule, ("linear", "cosine"))
         _choice("diffusion.prediction", self.diffusion.prediction, ("epsilon", "sample"))
         _choice("model.denoiser", m.denoiser, ("unet", "mlp"))
@@ -158,6 +192,15 @@ class Config:
                                   f"{len(m.unet_dims)} levels (model.unet_dims)")
             if any(dim % m.unet_groups for dim in m.unet_dims):
                 raise ConfigError(f"model.unet_dims {m.unet_dims} must be multiples of unet_groups ({m.unet_groups})")
+        g = self.gate
+        _choice("gate.on_fail", g.on_fail, ("warn", "fail"))
+        for name, value in (("gate.holdout_episodes", g.holdout_episodes), ("gate.auto_demos", g.auto_demos)):
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        if g.samples < 2 or g.windows_per_episode < 1:
+            raise ConfigError("gate.samples must be >= 2 and gate.windows_per_episode >= 1")
+        if not (g.phase_radius_m > 0 and g.max_error_mm > 0 and g.max_scatter_mm > 0):
+            raise ConfigError("gate.phase_radius_m, gate.max_error_mm and gate.max_scatter_mm must be > 0")
         if c.gamma < 0:
             raise ConfigError(f"contraction.gamma must be >= 0, got {c.gamma}")
         if not 0 < c.t_fraction <= 1:

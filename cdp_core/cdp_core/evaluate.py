@@ -26,7 +26,7 @@ def lambda_max_profile(policy: DiffusionPolicy, obs: torch.Tensor, actions: torc
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         cond = policy.encode_obs(obs)
-        x0 = policy.action_normalizer.normalize(actions)
+        x0 = policy.action_normalizer.normalize(policy.to_model_actions(actions, obs))
     out = []
     for t_val in times:
         t = torch.full((x0.shape[0],), float(t_val))

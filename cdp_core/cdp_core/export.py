@@ -45,12 +45,17 @@ def build_metadata(policy: DiffusionPolicy, ckpt: dict[str, Any], sampler: Fixed
         # What the actions mean: "joint_position" (absolute joint targets) or "ee_pose" (TCP
         # position + quaternion); datasets from before the option are joint positions.
         "action_space": ckpt.get("dataset_meta", {}).get("action_space", "joint_position"),
+        # "relative": the network models chunk-relative actions; the graph has already added the
+        # current state back, so "actions" are absolute either way (informational for consumers).
+        "action_representation": policy.cfg.data.action_representation,
         "n_obs_steps": s.n_obs_steps,
         "horizon": s.horizon,
         "n_action_steps": s.n_action_steps,
         # actions[action_start_index] is the action for the newest observation's time step.
         "action_start_index": s.n_obs_steps - 1,
         "rate_hz": ckpt.get("dataset_meta", {}).get("rate_hz"),
+        # the simulated task the demonstrations came from (None for other data)
+        "task": ckpt.get("dataset_meta", {}).get("task"),
         "sampler": sampler.sampler,
         "steps": sampler.steps,
         "network_evaluations": sampler.network_evaluations,
@@ -77,6 +82,10 @@ def export_onnx(checkpoint: str | Path, out_path: str | Path, sampler: str = "dd
     policy, ckpt = load_policy(checkpoint, use_ema=use_ema)
     module = FixedStepSampler(policy, sampler, steps).eval()
     meta = build_metadata(policy, ckpt, module, file_sha256(checkpoint))
+    from .gate import stored_report
+
+    # The convergence gate's verdict on exactly this checkpoint, when `cdp train` / `cdp gate` stored one.
+    meta["convergence_gate"] = stored_report(checkpoint)
     s = policy.shape
     obs = torch.zeros(2, s.n_obs_steps, s.obs_dim)
     noise = torch.zeros(2, s.horizon, s.action_dim)

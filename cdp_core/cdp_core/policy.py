@@ -41,6 +41,10 @@ class DiffusionPolicy(nn.Module):
         self.t_min = cfg.diffusion.t_min
         self.obs_normalizer = GaussianNormalizer(shape.obs_dim)
         self.action_normalizer = RangeNormalizer(shape.action_dim)
+        self.relative = cfg.data.action_representation == "relative"
+        if self.relative:
+            # Per action dimension: the index into one observation step it is relative to (-1: absolute).
+            self.register_buffer("action_ref_index", torch.full((shape.action_dim,), -1, dtype=torch.long))
         self.obs_encoder = build_obs_encoder(cfg.model, shape.n_obs_steps, shape.obs_dim)
         m = cfg.model
         if m.denoiser == "unet":
@@ -52,6 +56,30 @@ class DiffusionPolicy(nn.Module):
                                                 m.mlp_hidden, m.mlp_blocks, m.time_embed_dim)
         else:
             raise ValueError(f"unknown denoiser {m.denoiser!r} (known: unet, mlp)")
+
+    # --- action representation --------------------------------------------------------
+    def set_action_reference(self, index: list[int]) -> None:
+        """Relative representation: action dimension ``i`` is relative to observation entry ``index[i]`` (-1: absolute)."""
+        if not self.relative:
+            raise ValueError("set_action_reference needs data.action_representation = relative")
+        if len(index) != self.shape.action_dim or not all(-1 <= i < self.shape.obs_dim for i in index):
+            raise ValueError(f"action reference index {index} does not fit action_dim {self.shape.action_dim} / "
+                             f"obs_dim {self.shape.obs_dim}")
+        self.action_ref_index.copy_(torch.as_tensor(index, dtype=torch.long))
+
+    def _action_reference(self, obs: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, A]``: the current observation's entries the actions are relative to (0 where absolute)."""
+        idx = self.action_ref_index
+        mask = (idx >= 0).to(obs.dtype)
+        return (obs[:, -1, :].index_select(1, idx.clamp(min=0)) * mask).unsqueeze(1)
+
+    def to_model_actions(self, action: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Raw (absolute) action chunks ``[B, H, A]`` -> what the network models (raw units)."""
+        return action - self._action_reference(obs) if self.relative else action
+
+    def from_model_actions(self, x: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_model_actions`: the network's actions (raw units) -> absolute actions."""
+        return x + self._action_reference(obs) if self.relative else x
 
     # --- network in normalised space -------------------------------------------------
     def encode_obs(self, obs: torch.Tensor) -> torch.Tensor:
@@ -87,7 +115,7 @@ class DiffusionPolicy(nn.Module):
         gamma > 0, ``contraction_loss`` and ``lambda_max`` (mean estimate over the subset).
         """
         cond = self.encode_obs(obs)
-        x0 = self.action_normalizer.normalize(action)
+        x0 = self.action_normalizer.normalize(self.to_model_actions(action, obs))
         b = x0.shape[0]
         t = self.sample_times(b, 1.0, x0.device)
         eps = torch.randn_like(x0)

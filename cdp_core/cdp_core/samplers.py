@@ -106,7 +106,7 @@ class FixedStepSampler(nn.Module):
                 else:
                     x = self._dpmpp_2m_step(x, x0, prev_x0, i)
                     prev_x0 = x0
-        return self.policy.action_normalizer.unnormalize(x)
+        return self.policy.from_model_actions(self.policy.action_normalizer.unnormalize(x), obs)
 
     def _dpmpp_2m_step(self, x: torch.Tensor, x0: torch.Tensor, prev_x0: torch.Tensor | None, i: int) -> torch.Tensor:
         """DPM-Solver++(2M) (Lu et al. 2022), first order on the first and the final step."""

@@ -20,8 +20,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .checkpoint import CheckpointError, policy_payload, read_checkpoint, save_checkpoint
-from .config import Config, save_config
-from .data import WindowDataset, load_episodes
+from .config import Config, config_from_dict, save_config
+from .data import DatasetError, WindowDataset, load_episodes
 from .policy import DiffusionPolicy, PolicyShape
 
 #: Keys that may differ between a run and its resumption (they do not change the math).
@@ -79,16 +79,46 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def action_reference_index(action_space: str, obs_keys: list[str], obs_dims: dict[str, int],
+                           action_dim: int) -> list[int]:
+    """For chunk-relative actions: which entry of one observation step each action dimension is relative to.
+
+    Joint-position actions are relative to ``joint_pos``; TCP-pose actions' position to ``ee_pos``
+    (the quaternion stays absolute). Raises DatasetError when the observation lacks the key.
+    """
+    key, dims = {"joint_position": ("joint_pos", action_dim), "ee_pose": ("ee_pos", 3)}.get(action_space, (None, 0))
+    if key is None:
+        raise DatasetError(f"relative actions are defined for joint_position and ee_pose action spaces, "
+                           f"not {action_space!r}")
+    if key not in obs_keys or obs_dims[key] < dims:
+        raise DatasetError(f"relative {action_space} actions need the observation key {key!r} "
+                           f"(with {dims} values); observed: {obs_keys}")
+    start = sum(obs_dims[k] for k in obs_keys[: obs_keys.index(key)])
+    return [start + i for i in range(dims)] + [-1] * (action_dim - dims)
+
+
 def build_policy_from_data(cfg: Config) -> tuple[DiffusionPolicy, WindowDataset, dict[str, Any]]:
     """Load the dataset the config names, window it, and build a policy with fitted normalisers."""
-    ds = load_episodes(cfg.data.path, cfg.data.format, cfg.data.max_episodes)
+    held = cfg.gate.holdout_episodes
+    ds = load_episodes(cfg.data.path, cfg.data.format, 0 if held else cfg.data.max_episodes)
+    if held:  # the gate's held-out demonstrations are the dataset's last episodes: never trained on
+        if held >= len(ds.episodes):
+            raise DatasetError(f"gate.holdout_episodes ({held}) leaves no training episodes of {len(ds.episodes)}")
+        ds.episodes = ds.episodes[:-held][: cfg.data.max_episodes or None]
     obs_keys = cfg.data.obs_keys or sorted(ds.obs_dims)
     d = cfg.data
     windows = WindowDataset(ds, obs_keys, d.n_obs_steps, d.horizon, d.n_action_steps)
     shape = PolicyShape(windows.obs_dim, windows.action_dim, d.n_obs_steps, d.horizon, d.n_action_steps)
     policy = DiffusionPolicy(cfg, shape)
     policy.obs_normalizer.fit(windows.flat_obs)
-    policy.action_normalizer.fit(windows.flat_action)
+    if policy.relative:
+        policy.set_action_reference(action_reference_index(ds.meta.get("action_space", "joint_position"), obs_keys,
+                                                           windows.obs_dims, shape.action_dim))
+        with torch.no_grad():
+            rel = policy.to_model_actions(windows.action, windows.obs)
+        policy.action_normalizer.fit(rel.reshape(-1, shape.action_dim).numpy())
+    else:
+        policy.action_normalizer.fit(windows.flat_action)
     action_names = list(ds.meta.get("action_names") or [f"a{i}" for i in range(shape.action_dim)])
     info = {"obs_keys": obs_keys, "obs_dims": windows.obs_dims, "action_names": action_names,
             "num_episodes": len(ds.episodes), "num_windows": len(windows), "dataset_path": str(cfg.data.path),
@@ -121,7 +151,10 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, A
     latest = ckpt_dir / "latest.pt"
     if resume and latest.exists():
         ckpt = read_checkpoint(latest)
-        diffs = [d for d in _config_diffs(ckpt["config"], cfg.to_dict()) if d not in _RESUMABLE_DIFFS]
+        # Stored config filled with today's defaults: a key added since (a new option) is not a difference.
+        stored = config_from_dict(ckpt["config"]).to_dict()
+        diffs = [d for d in _config_diffs(stored, cfg.to_dict())
+                 if d not in _RESUMABLE_DIFFS and not (d[0] == "gate" and d != ("gate", "holdout_episodes"))]
         if diffs:
             raise CheckpointError(f"cannot resume {latest}: config differs in {['.'.join(d) for d in diffs]}")
         policy.load_state_dict(ckpt["model"])

@@ -94,3 +94,29 @@ class ActionExecutor:
             raise ActionSpaceError(f"ee_pose action has no valid orientation: {exc}") from exc
         self._q_ik = solve_ik(self.robot, self._q_ik, a[:3], rot, iters=self.ik_iters)
         return self._q_ik.copy()
+
+
+_FR3_ROBOT: list[Any] = []
+
+
+def fr3_robot() -> Any:
+    """A bare franky-sim FR3 (no task bodies), built once per process, for its kinematics only."""
+    if not _FR3_ROBOT:
+        from franky_sim.mujoco_simulator import MujocoSimulator
+
+        _FR3_ROBOT.append(MujocoSimulator().add_robot())
+    return _FR3_ROBOT[0]
+
+
+def tcp_positions(space: str, actions: np.ndarray) -> np.ndarray:
+    """TCP positions (m, base frame) that ``actions [N, 7]`` of ``space`` command.
+
+    Joint-position actions go through franky-sim's FR3 forward kinematics (the TCP libfranka
+    reports as ``O_T_EE``); TCP-pose actions carry the position in their first three values.
+    """
+    a = np.asarray(actions, dtype=np.float64).reshape(-1, 7)
+    if check_action_space(space) == EE_POSE:
+        return a[:, :3].copy()
+    robot = fr3_robot()
+    # copy each result at once: pinocchio hands back a view of a buffer the next call overwrites
+    return np.array([np.array(robot.kinematics(q).translation, copy=True) for q in a])
