@@ -145,8 +145,15 @@ def _cmd_demos(args: argparse.Namespace) -> int:
     from .sim import get_task
     from .sim.demos import generate_demos
 
+    from .sim.scripted import DemoStyle
+
     get_task(args.task)  # unknown task: clear error before the simulator starts
-    summary = generate_demos(args.task, args.out, args.episodes, args.seed, action_space=args.action_space)
+    try:
+        style = DemoStyle(tuple(args.strategies), args.miss_prob, args.transit_noise)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    summary = generate_demos(args.task, args.out, args.episodes, args.seed, action_space=args.action_space,
+                             style=style)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -290,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--action-space", default="joint_position", choices=["joint_position", "ee_pose"],
                    help="record joint-position targets or TCP pose targets (executed through IK)")
+    s.add_argument("--strategies", nargs="+", default=["direct", "from_above", "from_left", "from_right"],
+                   help="approach strategies the scripted operator picks from (one: unimodal data)")
+    s.add_argument("--miss-prob", type=float, default=0.15, help="probability of a miss-and-recover per demo")
+    s.add_argument("--transit-noise", type=float, default=0.002, help="command noise in transit (rad, std)")
     s.set_defaults(fn=_cmd_demos)
 
     v = sub.add_parser("eval", help="closed-loop evaluation of an exported model on a simulated FR3 task")

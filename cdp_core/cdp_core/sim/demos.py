@@ -9,27 +9,30 @@ from tqdm.auto import tqdm
 from ..data.episodes import write_dataset_meta, write_episode
 from .actions import JOINT_POSITION, action_names
 from .env import FR3TaskEnv
-from .scripted import run_demonstration
+from .scripted import DemoStyle, run_demonstration
 
 
 def generate_demos(task: str, out: str | Path, episodes: int, seed: int = 0, progress: bool = True,
-                   action_space: str = JOINT_POSITION) -> dict:
+                   action_space: str = JOINT_POSITION, style: DemoStyle = DemoStyle()) -> dict:
     """Record ``episodes`` successful demonstrations (failed attempts are discarded and counted).
 
     ``action_space`` picks the recorded actions (joint targets or TCP poses); the motions are
-    the same for the same ``seed`` either way.
+    the same for the same ``seed`` either way. ``style``: strategies, misses and transit noise
+    of the scripted operator (stored in the dataset's meta.json).
     """
     env = FR3TaskEnv(task, action_space=action_space)
     spec = env.spec
     root = Path(out)
     write_dataset_meta(root, spec.obs_dims, 7, action_names=action_names(action_space), action_space=action_space,
-                       rate_hz=spec.control_hz, task=spec.name, generator="scripted", generator_seed=seed)
+                       rate_hz=spec.control_hz, task=spec.name, generator="scripted", generator_seed=seed,
+                       demo_style={"strategies": list(style.strategies), "miss_prob": style.miss_prob,
+                                   "transit_noise": style.transit_noise})
     kept, attempts = 0, 0
     bar = tqdm(total=episodes, desc=f"demos {task}", unit="ep", disable=not progress, mininterval=2.0)
     while kept < episodes:
         if attempts >= 2 * episodes + 10:
             raise RuntimeError(f"scripted demonstrator failed too often on {task}: {kept}/{attempts} succeeded")
-        episode, success = run_demonstration(env, seed + attempts)
+        episode, success = run_demonstration(env, seed + attempts, style=style)
         attempts += 1
         if success:
             write_episode(root, kept, episode)

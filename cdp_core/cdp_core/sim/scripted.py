@@ -10,6 +10,8 @@ on franky-sim's own FR3 kinematics (the tool-tip frame libfranka reports).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..data.episodes import Episode
@@ -17,6 +19,30 @@ from .actions import JOINT_POSITION, ee_pose_of, solve_ik
 from .env import FR3TaskEnv
 
 STRATEGIES = ("direct", "from_above", "from_left", "from_right")
+
+
+@dataclass(frozen=True)
+class DemoStyle:
+    """How the scripted operator behaves: the approach strategies it picks from (uniformly),
+    how often it misses and recovers, and its command noise in transit (rad, std per joint).
+
+    The defaults are the multimodal benchmark data; ``DemoStyle(strategies=("direct",))``
+    is a unimodal demonstrator. With the defaults, the same seed draws the same random numbers
+    as before the style existed, so old datasets replay exactly.
+    """
+
+    strategies: tuple[str, ...] = STRATEGIES
+    miss_prob: float = 0.15
+    transit_noise: float = 0.002
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if not self.strategies or unknown:
+            raise ValueError(f"demonstration strategies must be a non-empty subset of {STRATEGIES}, got "
+                             f"{self.strategies}")
+        if not 0 <= self.miss_prob <= 1 or self.transit_noise < 0:
+            raise ValueError(f"miss_prob must be in [0, 1] and transit_noise >= 0, got {self.miss_prob}, "
+                             f"{self.transit_noise}")
 
 
 def _min_jerk(n: int) -> np.ndarray:
@@ -29,9 +55,10 @@ def _rot_z(yaw: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = None) -> list[np.ndarray]:
+def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = None,
+              style: DemoStyle = DemoStyle()) -> list[np.ndarray]:
     """Joint-target sequence (one per control step) that solves the task and then holds still."""
-    strategy = strategy or STRATEGIES[rng.integers(len(STRATEGIES))]
+    strategy = strategy or style.strategies[rng.integers(len(style.strategies))]
     task, params = env.task, env.params
     q0 = env.q
     rot = _rot_z(task.goal_yaw(params)) @ env.robot.kinematics(q0).rotation
@@ -43,7 +70,7 @@ def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = 
     points: list[tuple[np.ndarray, float]] = []
     if offsets[strategy] is not None:
         points.append((first + offsets[strategy] * rng.uniform(0.8, 1.2), speed))
-    if rng.random() < 0.15:  # miss, then recover
+    if rng.random() < style.miss_prob:  # miss, then recover
         miss = rng.normal(0.0, 1.0, 3)
         miss[2] = abs(miss[2])
         points.append((first + miss / np.linalg.norm(miss) * rng.uniform(0.006, 0.02), speed))
@@ -60,7 +87,7 @@ def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = 
         for s in _min_jerk(n):
             target = q + (q_next - q) * s
             if not precise:
-                target = target + rng.normal(0.0, 0.002, 7)
+                target = target + rng.normal(0.0, style.transit_noise, 7)
             plan.append(target)
         q, tip = q_next, p
     # Hold well past the success window: a policy learns to stay only from data that stays.
@@ -69,7 +96,8 @@ def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = 
     return plan
 
 
-def run_demonstration(env: FR3TaskEnv, seed: int, strategy: str | None = None) -> tuple[Episode, bool]:
+def run_demonstration(env: FR3TaskEnv, seed: int, strategy: str | None = None,
+                      style: DemoStyle = DemoStyle()) -> tuple[Episode, bool]:
     """Record one scripted demonstration: (episode with obs and actions in ``env.action_space``, success).
 
     The plan is the same joint-target sequence for every action space (so datasets of two
@@ -78,7 +106,7 @@ def run_demonstration(env: FR3TaskEnv, seed: int, strategy: str | None = None) -
     """
     rng = np.random.default_rng(seed + 1_000_000)
     obs = env.reset(seed)
-    plan = plan_demo(env, rng, strategy)
+    plan = plan_demo(env, rng, strategy, style)
     keys = list(env.spec.obs_dims)
     rows: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     actions, stamps = [], []
