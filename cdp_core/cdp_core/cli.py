@@ -217,7 +217,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
     cfg = GridConfig(task=args.task, demos=args.demos, seeds=args.seeds, steps=args.steps, gammas=args.gammas,
                      sampler=args.sampler, episodes=args.episodes, train_config=args.config, train_overrides=args.set,
-                     workers=args.workers, action_space=args.action_space)
+                     workers=args.workers, action_space=args.action_space, gate=not args.no_gate)
     load_config(cfg.train_config, cfg.train_overrides)  # a bad config fails before any demo is recorded
     print(f"report: {run_grid(cfg, args.work, args.out)}")
     return 0
@@ -322,11 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grid", help="DP vs CDP x demos x seeds x steps on a simulated task, with a report")
     g.add_argument("--task", required=True)
     g.add_argument("--demos", nargs="+", type=int, default=[5, 10, 25, 50])
-    g.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    g.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     g.add_argument("--steps", nargs="+", type=int, default=[1, 2, 4, 8, 16])
     g.add_argument("--gammas", nargs="+", type=float, default=[0.0, 0.1])
     g.add_argument("--sampler", default="ddim")
-    g.add_argument("--episodes", type=int, default=20, help="evaluation episodes per cell")
+    g.add_argument("--episodes", type=int, default=50, help="evaluation episodes per cell")
+    g.add_argument("--no-gate", action="store_true", help="skip the convergence gate of each trained run")
     g.add_argument("--config", help="base training config (YAML)")
     g.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     g.add_argument("--workers", type=int, default=0)

@@ -130,11 +130,16 @@ def test_tiny_grid_runs_resumes_and_reports(tmp_path):
     cfg = GridConfig(task="reach_precise", demos=[2], seeds=[0], steps=[1, 2], gammas=[0.0, 0.1], episodes=2,
                      workers=1, train_overrides=["data.horizon=8", "data.n_action_steps=4", "model.denoiser=mlp",
                                                  "model.mlp_hidden=32", "train.steps=10", "train.progress=false",
-                                                 "contraction.every=1"])
+                                                 "contraction.every=1", "gate.auto_demos=1"])
     report = run_grid(cfg, tmp_path / "work", tmp_path / "report", progress=False)
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert len(results["cells"]) == 4 and (tmp_path / "report" / "grid.png").exists()
-    assert "| CDP 0.1 | 2 | 2 |" in report.read_text()
+    text = report.read_text()
+    assert "| CDP 0.1 | 2 | 2 |" in text
+    # paired outcomes per episode seed, and the McNemar row that uses them
+    cell = results["cells"]["gamma=0.1/demos=2/seed=0/steps=2"]
+    assert len(cell["successes"]) == 2 and "| CDP 0.1 | 2 | 2 | 2 |" in text
+    assert cell["gate"] is not None and "scatter_mm" in cell["gate"] and "Convergence gate per training run" in text
     # a killed grid continues: drop one cell, re-run, only that cell is evaluated again
     ckpt = tmp_path / "work" / "runs" / "gamma0.1_demos2_seed0" / "checkpoints" / "latest.pt"
     mtime = ckpt.stat().st_mtime
@@ -158,3 +163,19 @@ def test_tiny_grid_runs_resumes_and_reports(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     gif = next((tmp_path / "video").glob("*.gif"))
     assert Image.open(gif).n_frames >= 10
+
+
+def test_paired_test_pairs_episodes_by_training_and_episode_seed():
+    from cdp_core.sim.grid import _cell_key, paired_test
+
+    def cell(gamma, seed, successes):
+        return {"gamma": gamma, "demos": 10, "seed": seed, "steps": 8, "successes": successes}
+
+    cells = {_cell_key(0.0, 10, 0, 8): cell(0.0, 0, [True, False, False, False]),
+             _cell_key(0.1, 10, 0, 8): cell(0.1, 0, [True, True, True, False]),
+             _cell_key(0.0, 10, 1, 8): cell(0.0, 1, [False] * 4),
+             _cell_key(0.1, 10, 1, 8): cell(0.1, 1, [True] * 4)}
+    t = paired_test(cells, 0.1, 10, 8)
+    assert (t["b"], t["c"], t["pairs"]) == (6, 0, 8) and t["diff"] == 6 / 8
+    assert t["p"] == __import__("pytest").approx(2 * 0.5**6)  # exact two-sided binomial
+    assert paired_test(cells, 0.1, 25, 8) is None

@@ -31,11 +31,13 @@ class GridConfig:
 
     task: str
     demos: list[int] = field(default_factory=lambda: [5, 10, 25, 50])
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     steps: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     gammas: list[float] = field(default_factory=lambda: [0.0, 0.1])
     sampler: str = "ddim"
-    episodes: int = 20
+    episodes: int = 50
+    #: Run the open-loop convergence gate on every trained run (held-out demos shared by the grid).
+    gate: bool = True
     train_config: str | None = None
     train_overrides: list[str] = field(default_factory=list)
     workers: int = 0
@@ -86,6 +88,7 @@ def run_grid(cfg: GridConfig, work: str | Path, report_dir: str | Path, progress
                 latest = run_dir / "checkpoints" / "latest.pt"
                 if not latest.exists() or read_checkpoint(latest)["step"] < train_cfg.train.steps:
                     train(train_cfg, run_dir, resume=latest.exists())
+                gate = _gate(cfg, latest, run_dir, work)
                 for steps in cfg.steps:
                     key = _cell_key(gamma, n, seed, steps)
                     if key in cells:
@@ -94,12 +97,58 @@ def run_grid(cfg: GridConfig, work: str | Path, report_dir: str | Path, progress
                     if not model.exists():
                         export_onnx(latest, model, cfg.sampler, steps)
                     summary = evaluate_model(str(model), cfg.task, eval_seeds, workers=cfg.workers)
-                    summary.pop("rows")
-                    cells[key] = {"gamma": gamma, "demos": n, "seed": seed, **summary}
+                    rows = summary.pop("rows")
+                    # per-episode outcomes, in eval-seed order: what the paired test compares
+                    summary["successes"] = [bool(r["success"]) for r in rows]
+                    cells[key] = {"gamma": gamma, "demos": n, "seed": seed, **summary, "gate": gate}
                     _atomic_json(results_path, results)
     _atomic_json(results_path, results)
     write_plots(cells, cfg, report_dir)
     return write_report(cells, cfg, report_dir, task.spec.name)
+
+
+def _gate(cfg: GridConfig, checkpoint: Path, run_dir: Path, work: Path) -> dict[str, Any] | None:
+    """The convergence gate of one run (stored as RUN/gate.json; None when disabled or not applicable)."""
+    if not cfg.gate:
+        return None
+    from ..convergence import GateError
+    from ..gate import GATE_FILE, gate_checkpoint, store_report, stored_report
+
+    have = stored_report(checkpoint)
+    if have is not None:
+        return have
+    try:
+        report = gate_checkpoint(checkpoint, workdir=work / "gate")
+    except GateError:
+        return None
+    store_report(report, run_dir / GATE_FILE, checkpoint)
+    return report.to_dict()
+
+
+def paired_test(cells: dict[str, Any], gamma: float, demos: int, steps: int) -> dict[str, float] | None:
+    """Exact McNemar test of CDP (``gamma``) against DP on the same training seeds and episode seeds.
+
+    Pairs are (training seed, episode seed); ``b``: CDP succeeded where DP failed, ``c``: the
+    reverse. Returns b, c, the paired difference in success rate and the two-sided p-value,
+    or None when no pair is available (cells from before per-episode outcomes were stored).
+    """
+    from scipy.stats import binomtest
+
+    b = c = pairs = 0
+    for cell in cells.values():
+        if cell["gamma"] != gamma or cell["demos"] != demos or cell["steps"] != steps:
+            continue
+        dp = cells.get(_cell_key(0.0, demos, cell["seed"], steps))
+        if dp is None or "successes" not in cell or "successes" not in dp:
+            continue
+        for x, y in zip(cell["successes"], dp["successes"]):
+            b += x and not y
+            c += y and not x
+            pairs += 1
+    if not pairs:
+        return None
+    p = binomtest(min(b, c), b + c, 0.5).pvalue if b + c else 1.0
+    return {"b": b, "c": c, "pairs": pairs, "diff": (b - c) / pairs, "p": float(p)}
 
 
 def _aggregate(cells: dict[str, Any], gamma: float, demos: int, steps: int, metric: str) -> tuple[float, float]:
@@ -170,6 +219,26 @@ def write_report(cells: dict[str, Any], cfg: GridConfig, out: Path, task: str) -
                 r, _ = _aggregate(cells, gamma, n, k, "episodes_per_minute")
                 success = f"{s:.2f} ({s_sd:.2f})" if several else f"{s:.2f}"
                 lines.append(f"| {name} | {n} | {k} | {success} | {lo:.2f}-{hi:.2f} | {e:.1f} | {d:.4f} | {r:.0f} |")
+    lines += ["", "Paired comparison, CDP vs DP (exact McNemar on the same training and episode seeds; "
+              "b: only CDP succeeded, c: only DP):", "",
+              "| policy | demos | steps | pairs | b | c | CDP - DP | p |", "|---|---|---|---|---|---|---|---|"]
+    for gamma in cfg.gammas:
+        if gamma == 0 or 0.0 not in cfg.gammas:
+            continue
+        for n in cfg.demos:
+            for k in cfg.steps:
+                t = paired_test(cells, gamma, n, k)
+                if t is not None:
+                    lines.append(f"| CDP {gamma:g} | {n} | {k} | {t['pairs']} | {t['b']} | {t['c']} | "
+                                 f"{100 * t['diff']:+.1f} pts | {t['p']:.3f} |")
+    gates = sorted({(c["gamma"], c["demos"], c["seed"]): c.get("gate") for c in cells.values()}.items())
+    if any(g for _, g in gates):
+        lines += ["", "Convergence gate per training run (open loop, held-out demos, mm at the TCP):", "",
+                  "| gamma | demos | seed | action error | scatter | passed |", "|---|---|---|---|---|---|"]
+        for (g, n, seed), rep in gates:
+            if rep:
+                lines.append(f"| {g:g} | {n} | {seed} | {rep['action_error_mm']:.2f} | {rep['scatter_mm']:.2f} | "
+                             f"{'yes' if rep['passed'] else 'NO'} |")
     lines += ["", "![grid](grid.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
