@@ -163,6 +163,12 @@ class PolicyRunner:
         except ObservationError as exc:
             raise PolicyStartError(f"{cfg.model_path}: {exc}") from exc
         self._check_expected_keys(m["obs_keys"])
+        gate = m.get("convergence_gate")
+        if gate and not gate.get("passed", True):
+            # Served (the operator decides), but never silently: this model failed its open-loop check.
+            self.warnings.append(f"{cfg.model_path} FAILED its convergence gate at export (action error "
+                                 f"{gate.get('action_error_mm', float('nan')):.1f} mm, scatter "
+                                 f"{gate.get('scatter_mm', float('nan')):.1f} mm at the TCP): likely under-trained")
 
         model_rate = m.get("rate_hz")
         if cfg.control_rate_hz > 0:

@@ -68,6 +68,26 @@ def test_refuses_cartesian_action_model(tmp_path):
         make(ee)
 
 
+def test_warns_on_a_model_that_failed_its_convergence_gate(fr3_model, tmp_path):
+    """Served (the operator decides) but never silently: the warning names the failed gate."""
+    import json
+
+    import onnx
+
+    from cdp_core.model_format import METADATA_KEY, sidecar_path
+
+    assert not any("convergence gate" in w for w in make(fr3_model).warnings)
+    model = onnx.load(str(fr3_model))
+    meta = json.loads(next(p.value for p in model.metadata_props if p.key == METADATA_KEY))
+    meta["convergence_gate"] = {"passed": False, "action_error_mm": 9.9, "scatter_mm": 8.6}
+    onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(meta)})
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    sidecar_path(bad).write_text(json.dumps(meta))
+    warnings = make(bad).warnings
+    assert any("FAILED its convergence gate" in w and "8.6 mm" in w for w in warnings)
+
+
 # --- timing -------------------------------------------------------------------------------------
 def test_receding_horizon_chunks_every_n_ticks_with_due_times(fr3_model):
     r = make(fr3_model)
