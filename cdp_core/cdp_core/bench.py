@@ -164,3 +164,30 @@ def train_step_overhead(denoiser: str, batch: int = 256, horizon: int = 16, acti
     dp, cdp = statistics.fmean(times["dp"]), statistics.fmean(times["cdp"])
     return {"denoiser": denoiser, "batch": batch, "horizon": horizon, "action_dim": action_dim, "dp_ms": dp,
             "cdp_ms": cdp, "ratio": cdp / dp}
+
+
+def training_throughput(config: str | None, overrides: list[str], steps: int = 300, repeats: int = 2,
+                        variants: dict[str, list[str]] | None = None) -> list[dict[str, float | str]]:
+    """Steps/s of the real training loop (:func:`cdp_core.trainer.train`) for each variant of a config.
+
+    ``variants``: name -> extra overrides. Variants run interleaved ``repeats`` times (the median
+    is reported), so a machine whose load changes during the benchmark biases none of them.
+    """
+    from .config import load_config
+    from .trainer import train
+
+    variants = variants or {
+        "DP, foreach AdamW (before)": ["contraction.gamma=0", "train.fused_optimizer=false"],
+        "DP, fused AdamW": ["contraction.gamma=0"],
+        "CDP 0.1, foreach AdamW (before)": ["contraction.gamma=0.1", "train.fused_optimizer=false"],
+        "CDP 0.1, fused AdamW": ["contraction.gamma=0.1"],
+    }
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, extra in variants.items():
+            cfg = load_config(config, [*overrides, *extra, f"train.steps={steps}", "train.progress=false",
+                                       f"train.log_every={steps}", f"train.checkpoint_every={steps}"])
+            with tempfile.TemporaryDirectory(prefix="cdp_bench_") as tmp:
+                rates[name].append(train(cfg, tmp)["steps_per_s"])
+    return [{"variant": name, "steps_per_s": statistics.median(r), "threads": torch.get_num_threads(),
+             "device": cfg.train.device} for name, r in rates.items()]

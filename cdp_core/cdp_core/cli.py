@@ -105,6 +105,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import sampler_latency_table, train_step_overhead
 
     console = Console()
+    if args.what == "train-speed":
+        from .bench import training_throughput
+
+        rows = training_throughput(args.config, args.set, steps=args.iters, repeats=args.repeats)
+        table = Table(title=f"training throughput, real training loop ({args.iters} steps x {args.repeats}, median)")
+        for col in ("variant", "steps/s", "threads"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(str(r["variant"]), f"{r['steps_per_s']:.2f}", str(r["threads"]))
+        console.print(table)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return 0
     if args.what == "train":
         table = Table(title=f"training step time, CDP (gamma=0.1) vs DP, same batch ({args.device})")
         for col in ("denoiser", "batch", "horizon x action", "DP ms (mean)", "CDP ms (mean)", "CDP/DP"):
@@ -256,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(fn=_cmd_inspect)
 
     b = sub.add_parser("bench", help="benchmarks: sampler latency or CDP training overhead")
-    b.add_argument("what", choices=("sampler", "train"))
+    b.add_argument("what", choices=("sampler", "train", "train-speed"))
+    b.add_argument("--config", help="train-speed: training config (YAML)")
+    b.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="train-speed: override")
+    b.add_argument("--repeats", type=int, default=2, help="train-speed: interleaved repetitions")
     b.add_argument("--checkpoint")
     b.add_argument("--model")
     b.add_argument("--samplers", nargs="+", default=["ddim"])

@@ -115,6 +115,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     device: str = "auto"  # "auto", "cpu", "cuda"
     progress: bool = True
+    #: One fused kernel for the AdamW update (same maths up to rounding; see trainer.py).
+    fused_optimizer: bool = True
 
 
 @dataclass
