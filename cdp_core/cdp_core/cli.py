@@ -225,6 +225,29 @@ def _gate_for_eval(args: argparse.Namespace):
     return report
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """Two exported models on the same seeded episodes: success, error, dispersion, exact McNemar."""
+    from scipy.stats import binomtest
+
+    from .sim import get_task
+    from .sim.evaluate import evaluate_model
+
+    get_task(args.task)
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    runs = [evaluate_model(m, args.task, seeds, workers=args.workers, progress=True) for m in args.models]
+    a, b = ([bool(r["success"]) for r in run["rows"]] for run in runs)
+    only_a = sum(x and not y for x, y in zip(a, b))
+    only_b = sum(y and not x for x, y in zip(a, b))
+    p = binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    out = {"task": args.task, "seeds": [seeds[0], seeds[-1]], "models": [], "only_first_succeeded": only_a,
+           "only_second_succeeded": only_b, "mcnemar_exact_p": float(p)}
+    for run in runs:
+        rows = run.pop("rows")
+        out["models"].append({**run, "successes": [bool(r["success"]) for r in rows]} if args.verbose else run)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def _cmd_grid(args: argparse.Namespace) -> int:
     from .sim.grid import GridConfig, run_grid
 
@@ -334,6 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--video-episodes", type=int, default=1)
     v.add_argument("--no-gate", action="store_true", help="skip the open-loop convergence gate before the episodes")
     v.set_defaults(fn=_cmd_eval)
+
+    c = sub.add_parser("compare", help="two exported models on the same seeded episodes, with an exact McNemar test")
+    c.add_argument("models", nargs=2, help="two exported policies (.onnx), e.g. CDP and its DP twin")
+    c.add_argument("--task", required=True)
+    c.add_argument("--episodes", type=int, default=100)
+    c.add_argument("--seed", type=int, default=200_000, help="first episode seed")
+    c.add_argument("--workers", type=int, default=0)
+    c.add_argument("--verbose", action="store_true", help="include each model's per-episode outcomes")
+    c.set_defaults(fn=_cmd_compare)
 
     g = sub.add_parser("grid", help="DP vs CDP x demos x seeds x steps on a simulated task, with a report")
     g.add_argument("--task", required=True)

@@ -117,6 +117,14 @@ def test_cdp_train_refuses_an_under_trained_model(reach_demos, tmp_path, capsys)
     assert meta["task"] == "reach_precise"
     # the gate on the exported graph agrees with the one on the checkpoint (same held-out demos)
     assert main(["gate", "--model", str(model), "--workdir", str(run)]) == 3
+    capsys.readouterr()
+
+    # cdp compare: the same model twice on the same seeds agrees with itself episode by episode
+    assert main(["compare", str(model), str(model), "--task", "reach_precise", "--episodes", "2", "--workers", "1",
+                 "--verbose"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["only_first_succeeded"] == out["only_second_succeeded"] == 0 and out["mcnemar_exact_p"] == 1.0
+    assert out["models"][0]["successes"] == out["models"][1]["successes"] and len(out["models"][0]["successes"]) == 2
 
 
 def test_bundled_reach_model_passes_the_gate(tmp_path):
