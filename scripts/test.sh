@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/setup_metaworld.sh  # Meta-World's own environment (MuJoCo 3.3.0): cdp_core/tests/test_metaworld.py
 exec .venv/bin/pytest "$@"

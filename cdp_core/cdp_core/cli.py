@@ -248,6 +248,23 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_metaworld(args: argparse.Namespace) -> int:
+    from .benchmarks.metaworld import MetaWorldBenchmark, MetaWorldUnavailable, run_benchmark
+
+    cfg = MetaWorldBenchmark(tasks=args.tasks, demos=args.demos, seeds=args.seeds, gammas=args.gammas,
+                             episodes=args.episodes, sampler=args.sampler, steps=args.steps, train_config=args.config,
+                             train_overrides=args.set, workers=args.workers)
+    try:
+        print(f"report: {run_benchmark(cfg, args.work, args.out)}")
+    except MetaWorldUnavailable as exc:
+        print(f"cdp metaworld: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # an unknown task
+        print(f"cdp metaworld: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_grid(args: argparse.Namespace) -> int:
     from .sim.grid import GridConfig, run_grid
 
@@ -366,6 +383,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=0)
     c.add_argument("--verbose", action="store_true", help="include each model's per-episode outcomes")
     c.set_defaults(fn=_cmd_compare)
+
+    w = sub.add_parser("metaworld", help="Meta-World tasks: expert demos -> DP and CDP -> evaluation, with a report "
+                                         "(run with .venv-metaworld/bin/cdp; scripts/setup_metaworld.sh makes it)")
+    w.add_argument("--tasks", nargs="+", default=["peg-insert-side-v3", "coffee-pull-v3", "box-close-v3", "push-v3",
+                                                   "lever-pull-v3", "disassemble-v3"], help="Meta-World V3 task names")
+    w.add_argument("--demos", type=int, default=10)
+    w.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
+    w.add_argument("--gammas", nargs="+", type=float, default=[0.0, 0.1])
+    w.add_argument("--episodes", type=int, default=50, help="evaluation episodes per policy and seed")
+    w.add_argument("--sampler", default="ddim")
+    w.add_argument("--steps", type=int, default=8)
+    w.add_argument("--config", default=str(Path(__file__).parent / "configs" / "sim_mlp.yaml"))
+    w.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    w.add_argument("--workers", type=int, default=0)
+    w.add_argument("--work", required=True, help="folder for demos, runs and models (resumable; not committed)")
+    w.add_argument("--out", required=True, help="report folder: report.md, metaworld.png, results.json")
+    w.set_defaults(fn=_cmd_metaworld)
 
     g = sub.add_parser("grid", help="DP vs CDP x demos x seeds x steps on a simulated task, with a report")
     g.add_argument("--task", required=True)

@@ -1,0 +1,1 @@
+"""External benchmarks that run the same trainer, export and samplers on tasks written elsewhere."""
