@@ -167,10 +167,11 @@ def test_estop_holds_until_reset(stack):
 def test_closed_loop_episodes_bring_the_tool_to_the_target(stack):
     """The default policy, closed loop through the whole stack, ends near the target.
 
-    Success (5 mm held for 0.5 s) is what the evaluation reports; the default model reaches it
-    on about a fifth of the fast path's episodes, too few to assert per episode. What must hold
-    on every run: chunks flow, and the tool ends within 25 mm of a target it started 0.1-0.4 m away from
-    (the fast path: 1.3 and 9 mm; a loaded CI machine has seen 20.3 mm).
+    Success (5 mm held for 0.5 s) is what the evaluation reports: the default model (24k-step
+    recipe) succeeds on 39/40 fast-path and 18/20 ROS-stack episodes, and a loaded CI machine
+    delays its chunks, so success is asserted for one of the two episodes, not each. What must
+    hold on every run: chunks flow, and the tool ends within 25 mm of a target it started
+    0.1-0.4 m away from.
     """
     _, probe, _ = stack
     results = [probe.run_episode() for _ in range(2)]
@@ -178,6 +179,7 @@ def test_closed_loop_episodes_bring_the_tool_to_the_target(stack):
     assert [r.seed for r in results] == [FIRST_SEED + 1, FIRST_SEED + 2]
     assert all(r.chunks > 10 for r in results), "the policy published (almost) no chunks"
     assert all(r.final_error_mm < 25.0 for r in results), [(r.seed, r.final_error_mm) for r in results]
+    assert any(r.success for r in results), [(r.seed, r.success, r.final_error_mm) for r in results]
 
 
 def test_killed_policy_node_leaves_the_arm_holding(stack):

@@ -6,7 +6,7 @@ A protocol YAML::
     task: reach_precise
     policies:                      # name -> exported .onnx (with its .json sidecar); order = A, B, ...
       cdp: models/reach_precise/cdp_reach.onnx
-      dp: outputs/default_reach_model/dp_reach.onnx
+      dp: models/reach_precise/dp_reach.onnx
     trials: 20                     # per policy
     interleaving: ABAB             # ABAB (A B A B ...) or ABBA (A B, B A, A B, ...)
     seeds: {first: 100000}         # or an explicit list, one per trial: [100000, 100007, ...]
