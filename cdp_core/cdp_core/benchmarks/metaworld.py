@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.episodes import write_json_atomic
+
 #: The tasks the benchmark report covers (the issue's selection; any V3 task name works).
 DEFAULT_TASKS = ["peg-insert-side-v3", "coffee-pull-v3", "box-close-v3", "push-v3", "lever-pull-v3",
                  "disassemble-v3"]
@@ -196,11 +198,6 @@ class MetaWorldBenchmark:
     workers: int = 0
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
 
 def run_benchmark(cfg: MetaWorldBenchmark, work: str | Path, report_dir: str | Path,
                   log=print) -> Path:
@@ -244,8 +241,8 @@ def run_benchmark(cfg: MetaWorldBenchmark, work: str | Path, report_dir: str | P
                 summary = evaluate(model, task, seeds, cfg.workers)
                 cells[key] = {"task": task, "gamma": gamma, "seed": seed, "demos": cfg.demos, **summary}
                 log(f"{key}: success {summary['success_rate']:.2f}")
-                _atomic_json(results_path, results)
-    _atomic_json(results_path, results)
+                write_json_atomic(results_path, results)
+    write_json_atomic(results_path, results)
     write_plot(cells, cfg, report_dir)
     return write_report(cells, cfg, report_dir)
 

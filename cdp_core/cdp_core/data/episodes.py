@@ -123,6 +123,11 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (a crash leaves the old file or the new one)."""
+    _atomic_write_bytes(Path(path), json.dumps(data, indent=2).encode())
+
+
 def _load_episode_dir(root: Path) -> EpisodeDataset:
     meta_path = root / "meta.json"
     if not meta_path.is_file():

@@ -8,7 +8,6 @@ report folder gets only what people read (Markdown, PNG plots, results.json), ne
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 
 from ..checkpoint import read_checkpoint
 from ..config import load_config
+from ..data.episodes import write_json_atomic
 from ..export import export_onnx
 from ..trainer import train
 from .actions import check_action_space
@@ -49,11 +49,6 @@ class GridConfig:
 def _cell_key(gamma: float, demos: int, seed: int, steps: int) -> str:
     return f"gamma={gamma:g}/demos={demos}/seed={seed}/steps={steps}"
 
-
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def run_grid(cfg: GridConfig, work: str | Path, report_dir: str | Path, progress: bool = True) -> Path:
@@ -101,8 +96,8 @@ def run_grid(cfg: GridConfig, work: str | Path, report_dir: str | Path, progress
                     # per-episode outcomes, in eval-seed order: what the paired test compares
                     summary["successes"] = [bool(r["success"]) for r in rows]
                     cells[key] = {"gamma": gamma, "demos": n, "seed": seed, **summary, "gate": gate}
-                    _atomic_json(results_path, results)
-    _atomic_json(results_path, results)
+                    write_json_atomic(results_path, results)
+    write_json_atomic(results_path, results)
     write_plots(cells, cfg, report_dir)
     return write_report(cells, cfg, report_dir, task.spec.name)
 
