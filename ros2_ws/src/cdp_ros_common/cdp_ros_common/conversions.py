@@ -13,7 +13,16 @@ from .names import BASE_FRAME, JOINT_NAMES
 
 
 class MessageError(ValueError):
-    """A message that cannot be turned into a command: wrong joints, wrong sizes, non-finite values."""
+    """A message that cannot be turned into a command: wrong joints, wrong sizes, non-finite values.
+
+    ``kind`` names the problem from a fixed set (``missing_joints``, ``duplicate_joints``,
+    ``shape``, ``non_finite``, ``times_not_increasing``, ``malformed``) so that receivers can
+    count rejections without parsing the text.
+    """
+
+    def __init__(self, message: str, kind: str = "malformed"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def time_to_sec(t: Time) -> float:
@@ -56,25 +65,29 @@ def msg_to_chunk(msg: JointTrajectory, joint_names: Sequence[str] = JOINT_NAMES)
     times or non-finite numbers: a malformed command is rejected whole, never half-used.
     """
     names = list(msg.joint_names)
+    if len(set(names)) != len(names):
+        # Which of two values for one joint is meant cannot be known: refuse, never pick one.
+        twice = sorted({j for j in names if names.count(j) > 1})
+        raise MessageError(f"trajectory names joints {twice} more than once", "duplicate_joints")
     missing = [j for j in joint_names if j not in names]
     if missing:
-        raise MessageError(f"trajectory lacks joints {missing} (has {names})")
+        raise MessageError(f"trajectory lacks joints {missing} (has {names})", "missing_joints")
     if not msg.points:
-        raise MessageError("trajectory has no points")
+        raise MessageError("trajectory has no points", "shape")
     index = [names.index(j) for j in joint_names]
     t0 = time_to_sec(msg.header.stamp)
     times, rows = [], []
     for k, p in enumerate(msg.points):
         if len(p.positions) != len(names):
-            raise MessageError(f"point {k} has {len(p.positions)} positions for {len(names)} joints")
+            raise MessageError(f"point {k} has {len(p.positions)} positions for {len(names)} joints", "shape")
         rows.append([p.positions[i] for i in index])
         times.append(t0 + duration_to_sec(p.time_from_start))
     q = np.asarray(rows, dtype=np.float64)
     t = np.asarray(times, dtype=np.float64)
     if not np.isfinite(q).all():
-        raise MessageError("trajectory contains NaN or infinite positions")
+        raise MessageError("trajectory contains NaN or infinite positions", "non_finite")
     if np.any(np.diff(t) <= 0):
-        raise MessageError("trajectory point times must increase strictly")
+        raise MessageError("trajectory point times must increase strictly", "times_not_increasing")
     return t, q
 
 

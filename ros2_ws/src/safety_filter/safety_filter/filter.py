@@ -32,6 +32,7 @@ import numpy as np
 from .guard import JerkLimitedGuard
 from .kinematics import forward_kinematics, matrix_to_quat, matrix_to_rotvec, quat_to_matrix, rotvec_to_matrix, tool_tilt
 from .limits import FR3Limits
+from .reasons import Intervention, Reject, kind_of, reason
 
 _TOL = 1e-9
 
@@ -58,12 +59,22 @@ class SafetyConfig:
     max_tilt_rad: float = 1.2
     #: Commands whose first point is due further than this in the future are rejected (clock mismatch).
     max_future_s: float = 2.0
-    #: Measured joints further than this (rad) from the filter state => hold and resync.
+    #: Measured joints further than this (rad) from the filter state => drop the command and
+    #: resync: the output converges to the measured joints on a jerk-limited path (never a step).
     resync_tolerance_rad: float = 0.2
+    #: A resync ends when the output rests within this (rad) of the measured joints.
+    resync_done_rad: float = 0.01
+    #: Once measured joints have arrived, none for this long (s) => brake and hold.
+    measured_timeout_s: float = 0.1
     #: The arm lagging the filter's output by more than this (rad) scales the speed down, to zero
     #: at lag_hold_rad: the filter waits for an arm that is slower than its commands (a heavy
     #: payload, a simulator running below real time) instead of running ahead into a resync.
     lag_slowdown_rad: float = 0.06
+    #: Hard bound, part of every braking-path check while tracking: the output's braking path never
+    #: ends further than this (rad, per joint) from the last measured joints (or than they already
+    #: are). Even an arm that froze where it was last measured then stays within lag_hold_rad of
+    #: every output, below resync_tolerance_rad by construction: the filter's own motion cannot
+    #: trigger a resync, only the arm moving away from the command can.
     lag_hold_rad: float = 0.12
     #: Cartesian path: per-tick clamp of the target's distance from the current output (m, rad).
     cartesian_max_step_m: float = 0.05
@@ -77,11 +88,14 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
             raise ValueError(f"rate_hz must be positive, got {self.rate_hz}")
+        if not self.measured_timeout_s > 0:
+            raise ValueError(f"measured_timeout_s must be positive, got {self.measured_timeout_s}")
         if not self.stale_timeout_s > 0 or not self.max_step_rad > 0 or not self.lookahead_s >= 0:
             raise ValueError("stale_timeout_s and max_step_rad must be positive, lookahead_s non-negative")
-        if not 0 < self.lag_slowdown_rad < self.lag_hold_rad <= self.resync_tolerance_rad:
-            raise ValueError("need 0 < lag_slowdown_rad < lag_hold_rad <= resync_tolerance_rad, got "
-                             f"{self.lag_slowdown_rad}, {self.lag_hold_rad}, {self.resync_tolerance_rad}")
+        if not 0 < self.resync_done_rad < self.lag_slowdown_rad < self.lag_hold_rad < self.resync_tolerance_rad:
+            raise ValueError("need 0 < resync_done_rad < lag_slowdown_rad < lag_hold_rad < resync_tolerance_rad, got "
+                             f"{self.resync_done_rad}, {self.lag_slowdown_rad}, {self.lag_hold_rad}, "
+                             f"{self.resync_tolerance_rad}")
         lo = np.asarray(self.box_min, dtype=np.float64)
         hi = np.asarray(self.box_max, dtype=np.float64)
         if lo.shape != (3,) or hi.shape != (3,) or np.any(hi - lo <= 2 * self.box_margin):
@@ -110,7 +124,7 @@ class FilterOutput:
     velocity: np.ndarray
     acceleration: np.ndarray
     interventions: list[str]
-    #: unsynced | idle | tracking | paused | stale | estop | fault
+    #: unsynced | idle | tracking | paused | stale | estop | fault | resync
     mode: str
 
 
@@ -141,6 +155,8 @@ class _FilterCore:
         self._speed_scale = 1.0
         self._lag_scale = 1.0  # from the measured arm's lag behind the output (joint filter)
         self._epoch = -math.inf  # commands observed before this (sync / reset / e-stop) are refused
+        self._resync = False  # converging to the measured state after the arm left the command
+        #: Counts per :class:`Reject` / :class:`Intervention` kind (bounded key sets).
         self.rejected: Counter[str] = Counter()
         self.interventions: Counter[str] = Counter()
         self.ticks = 0
@@ -175,7 +191,7 @@ class _FilterCore:
             s = math.nan
         if not math.isfinite(s):
             self._speed_scale = 0.0
-            return self._reject(f"speed scale is not a finite number ({scale!r}): holding")
+            return self._reject(Reject.SPEED_SCALE, f"speed scale is not a finite number ({scale!r}): holding")
         self._speed_scale = min(max(s, 0.0), 1.0)
         return None
 
@@ -191,48 +207,58 @@ class _FilterCore:
     def fault(self) -> str | None:
         return self._fault
 
-    def _reject(self, reason: str) -> str:
-        self.rejected[reason.split(":")[0]] += 1
-        return reason
+    @property
+    def resyncing(self) -> bool:
+        """True while the output converges to the measured state after a resync."""
+        return self._resync
 
-    def _validate_common(self, t_first: float, t_last: float, t_now: float) -> str | None:
+    def _reject(self, kind: Reject, detail: str = "") -> str:
+        """Count a rejection under its kind (a bounded key set) and return the full reason."""
+        self.rejected[kind.value] += 1
+        return reason(kind, detail)
+
+    def _validate_common(self, t_first: float, t_last: float, t_now: float) -> tuple[Reject, str] | None:
         if not self.synced:
-            return "not synced to the measured state yet"
+            return Reject.NOT_SYNCED, "not synced to the measured state yet"
         if self._estop:
-            return "e-stop latched: commands refused until reset"
+            return Reject.ESTOP, "e-stop latched: commands refused until reset"
         if self._fault is not None:
-            return f"fault latched ({self._fault}): commands refused until reset"
+            return Reject.FAULT, f"fault latched ({self._fault}): commands refused until reset"
+        if self._resync:
+            return Reject.RESYNCING, "the output is converging to the measured joints; commands refused until it rests"
         if t_first < self._epoch:
-            return f"command observed at {t_first:.3f} s, before the last sync/reset at {self._epoch:.3f} s"
+            return Reject.BEFORE_SYNC, (f"command observed at {t_first:.3f} s, before the last sync/reset "
+                                        f"at {self._epoch:.3f} s")
         if t_first > t_now + self.config.max_future_s:
-            return f"command due {t_first - t_now:.3f} s in the future (clock mismatch?)"
+            return Reject.FUTURE, f"command due {t_first - t_now:.3f} s in the future (clock mismatch?)"
         if t_last < t_now - self.config.stale_timeout_s:
-            return f"command already over ({t_now - t_last:.3f} s ago)"
+            return Reject.EXPIRED, f"command already over ({t_now - t_last:.3f} s ago)"
         return None
 
     def _mode(self, t_now: float) -> tuple[str, bool, list[str]]:
         """(mode, brake?, interventions) before the target is looked at."""
         if self._estop:
-            return "estop", True, ["e-stop latched"]
+            return "estop", True, [reason(Intervention.ESTOP, "e-stop latched")]
         if self._fault is not None:
-            return "fault", True, [f"fault latched: {self._fault}"]
+            return "fault", True, [reason(Intervention.FAULT, f"fault latched: {self._fault}")]
         if self._command is not None and t_now - self._command[0] > self.config.stale_timeout_s:
             self._command = None
             self._stale = True
         if self._command is None:
             if self._stale:
-                return "stale", True, [f"stale command (none for {self.config.stale_timeout_s:.3f} s): holding"]
+                return "stale", True, [reason(Intervention.STALE,
+                                              f"no command for {self.config.stale_timeout_s:.3f} s: holding")]
             return "idle", True, []
         if self._speed_scale < 1e-3:
-            return "paused", True, ["speed scale 0: holding"]
+            return "paused", True, [reason(Intervention.PAUSED, "speed scale 0: holding")]
         if self._lag_scale < 1e-3:
-            return "paused", True, ["arm lagging the command: holding until it catches up"]
+            return "paused", True, [reason(Intervention.LAG_HOLD, "arm lagging the command: holding until it catches up")]
         return "tracking", False, []
 
     def _count(self, interventions: list[str]) -> None:
         self.ticks += 1
         for r in interventions:
-            self.interventions[r.split(":")[0]] += 1
+            self.interventions[kind_of(r).value] += 1
 
 
 class SafetyFilter(_FilterCore):
@@ -251,6 +277,10 @@ class SafetyFilter(_FilterCore):
         self._slack_box = np.zeros(6)
         self._slack_tilt = 0.0
         self._safe_target = np.zeros(7)
+        self._measured: np.ndarray | None = None  # last measured joints (from check_drift)
+        self._measured_t = -math.inf
+        #: While tracking: bound (rad) on |braking path - measured| the guard's check enforces; None = off.
+        self._lag_bound: float | None = None
 
     # -- limits as one predicate on a sampled path -------------------------------------------
     def _violations(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -275,6 +305,11 @@ class SafetyFilter(_FilterCore):
             return "workspace box (TCP would leave it while stopping)"
         if tilt > self._slack_tilt + _TOL:
             return "tool tilt limit"
+        if self._lag_bound is not None and self._measured is not None:
+            lag = float(np.max(np.abs(p - self._measured)))
+            if lag > self._lag_bound + _TOL:
+                return (f"lag bound (braking path would end {lag:.3f} rad from the measured joints, "
+                        f"bound {self._lag_bound:.3f})")
         return None
 
     def _tighten_slack(self) -> None:
@@ -289,37 +324,57 @@ class SafetyFilter(_FilterCore):
         """(Re)start at rest at the measured joints; drops the current command. None or why refused."""
         q = np.asarray(q_measured, dtype=np.float64).reshape(-1)
         if q.shape != (7,) or not np.isfinite(q).all():
-            return self._reject(f"measured joint state unusable (shape {q.shape}, finite {np.isfinite(q).all()})")
+            return self._reject(Reject.MEASURED_UNUSABLE,
+                                f"measured joint state unusable (shape {q.shape}, finite {np.isfinite(q).all()})")
+        if self.synced:
+            # Only the first sync may place the output: afterwards a jump would reach the driver.
+            raise RuntimeError("SafetyFilter.sync after the first sync: use check_drift (jerk-limited resync)")
         self._guard.reset(q)
-        q_lo, q_hi, box, tilt = self._violations(q[None, :])
+        self._set_slack(q[None, :])
+        self._safe_target = q.copy()
+        self._command = None
+        self._stale = False
+        self.synced = True
+        return None
+
+    def _set_slack(self, positions: np.ndarray) -> None:
+        """Violations present at ``positions`` become the slack that may only shrink (module docstring)."""
+        q_lo, q_hi, box, tilt = self._violations(positions)
         self._slack_q_lo = np.maximum(q_lo, 0.0)
         self._slack_q_hi = np.maximum(q_hi, 0.0)
         self._slack_box = np.maximum(box, 0.0)
         self._slack_tilt = max(tilt, 0.0)
-        self._safe_target = q.copy()
-        self._command = None
-        self._stale = False
-        self._epoch = max(self._epoch, t) if self.synced else self._epoch
-        self.synced = True
-        return None
 
     def check_drift(self, q_measured: np.ndarray, t: float) -> str | None:
-        """Resync (hold, drop the command) if the measured joints left the filter state; returns why."""
+        """Take a measured joint state; start a resync if it left the filter state (returns why).
+
+        A resync drops the command and refuses new ones; the output then converges to the
+        measured joints on a jerk-limited Ruckig path from its current state (see :meth:`step`),
+        so the output never steps, whatever the arm did.
+        """
         q = np.asarray(q_measured, dtype=np.float64).reshape(-1)
         if not self.synced:
-            self.sync(q, t)
-            return None
+            return self.sync(q, t)
         if q.shape != (7,) or not np.isfinite(q).all():
-            return self._reject("measured joint state unusable")
+            return self._reject(Reject.MEASURED_UNUSABLE, "measured joint state unusable")
+        self._measured, self._measured_t = q.copy(), float(t)
         drift = float(np.max(np.abs(q - self._guard.p)))
+        if self._resync:
+            return None
         if drift <= self.config.resync_tolerance_rad:
             lo, hi = self.config.lag_slowdown_rad, self.config.lag_hold_rad
             self._lag_scale = 1.0 if drift <= lo else max(0.0, (hi - drift) / (hi - lo))
             return None
         self._lag_scale = 1.0
-        self.sync(q, t)
-        self.interventions["resync"] += 1
-        return f"resync: measured joints {drift:.3f} rad from the command (reflex or recovery?): holding"
+        self._resync = True
+        self._command = None
+        self._stale = False
+        self._epoch = max(self._epoch, t)
+        # The path to the arm may start where a limit is already violated (the arm was pushed there).
+        self._set_slack(np.vstack([self._guard.brake_positions, q[None, :]]))
+        self.interventions[Intervention.RESYNC.value] += 1
+        return reason(Intervention.RESYNC, f"measured joints {drift:.3f} rad from the command (reflex or recovery?): "
+                                           "converging to them jerk-limited")
 
     def set_chunk(self, times: np.ndarray, positions: np.ndarray, source: str, t_now: float) -> str | None:
         """Take a chunk (absolute due times (K,), joint targets (K, 7)). None if accepted, else why not.
@@ -330,18 +385,18 @@ class SafetyFilter(_FilterCore):
             t = np.asarray(times, dtype=np.float64).reshape(-1)
             q = np.asarray(positions, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            return self._reject(f"chunk not numeric: {exc}")
+            return self._reject(Reject.NOT_NUMERIC, f"chunk not numeric: {exc}")
         if q.ndim != 2 or q.shape[1] != 7 or q.shape[0] < 1 or t.shape != (q.shape[0],):
-            return self._reject(f"chunk shape: times {t.shape}, positions {q.shape}; expected (K,), (K, 7)")
+            return self._reject(Reject.SHAPE, f"chunk shape: times {t.shape}, positions {q.shape}; expected (K,), (K, 7)")
         if not np.isfinite(q).all():
-            return self._reject("chunk has NaN or infinite positions")
+            return self._reject(Reject.NON_FINITE, "chunk has NaN or infinite positions")
         if not np.isfinite(t).all():
-            return self._reject("chunk has NaN or infinite times")
+            return self._reject(Reject.NON_FINITE, "chunk has NaN or infinite times")
         if np.any(np.diff(t) <= 0):
-            return self._reject("chunk times must increase strictly")
-        reason = self._validate_common(float(t[0]), float(t[-1]), t_now)
-        if reason is not None:
-            return self._reject(reason)
+            return self._reject(Reject.TIMES_NOT_INCREASING, "chunk times must increase strictly")
+        refused = self._validate_common(float(t[0]), float(t[-1]), t_now)
+        if refused is not None:
+            return self._reject(*refused)
         self._command = (t_now, (t.copy(), q.copy(), str(source)))
         self._stale = False
         return None
@@ -369,23 +424,37 @@ class SafetyFilter(_FilterCore):
         clamped = np.clip(target, self._lower, self._upper)
         if np.any(clamped != target):
             bad = np.nonzero(clamped != target)[0]
-            notes.append("position_clamped: " + ", ".join(f"fr3_joint{j + 1}" for j in bad))
+            notes.append(reason(Intervention.POSITION_CLAMPED, ", ".join(f"fr3_joint{j + 1}" for j in bad)))
             tv = np.where(clamped != target, 0.0, tv)
         step = np.clip(clamped - p, -self.config.max_step_rad, self.config.max_step_rad)
         stepped = p + step
         if np.any(np.abs(stepped - clamped) > 1e-12):
-            notes.append("step_clamped: target more than max_step_rad from the current command")
+            notes.append(reason(Intervention.STEP_CLAMPED, "target more than max_step_rad from the current command"))
             tv = np.zeros(7)
             timed = False
         _, _, box, tilt = self._violations(stepped[None, :])
         if np.any(box > self._slack_box + _TOL) or tilt > self._slack_tilt + _TOL:
             what = "outside the workspace box" if np.any(box > self._slack_box + _TOL) else "tool tilted too far"
-            notes.append(f"workspace_rejected: target TCP {what}; holding the last safe target")
+            notes.append(reason(Intervention.WORKSPACE_REJECTED, f"target TCP {what}; holding the last safe target"))
             return self._safe_target.copy(), np.zeros(7), False
         self._safe_target = stepped.copy()
         v_lo, v_hi = self.limits.velocity_bounds(stepped)
         tv = np.clip(tv, np.maximum(v_lo, -v_max) * 0.9, np.minimum(v_hi, v_max) * 0.9)
         return stepped, tv, timed
+
+    def _resync_step(self, notes: list[str]) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, bool]:
+        """(target, target velocity, v_max, brake?) of one resync tick; ends the resync at rest."""
+        g, q = self._guard, self._measured
+        assert q is not None
+        if g.at_rest and float(np.max(np.abs(g.p - q))) <= self.config.resync_done_rad:
+            self._resync = False
+            self._set_slack(g.p[None, :])
+            self._safe_target = g.p.copy()
+            return None, None, None, True
+        notes.append(reason(Intervention.RESYNC, "converging to the measured joints"))
+        if self._speed_scale < 1e-3:
+            return None, None, None, True
+        return q.copy(), np.zeros(7), self.limits.velocity * self._speed_scale, False
 
     def step(self, t_now: float) -> FilterOutput | None:
         """One tick at time ``t_now``: the next command, or None before the first sync."""
@@ -393,11 +462,24 @@ class SafetyFilter(_FilterCore):
             return None
         mode, brake, notes = self._mode(t_now)
         target = tv = v_max = v_min = min_duration = None
-        if not brake:
+        self._lag_bound = None
+        if self._measured is not None and t_now - self._measured_t > self.config.measured_timeout_s \
+                and mode not in ("estop", "fault"):
+            # Measurements stopped (driver gone, or its publisher starved): where the arm is is
+            # unknown, so the output brakes and holds until they come back.
+            mode, brake = "stale", True
+            notes.append(reason(Intervention.STALE, f"no measured joint state for {t_now - self._measured_t:.3f} s: holding"))
+        elif self._resync and mode not in ("estop", "fault"):
+            target, tv, v_max, brake = self._resync_step(notes)
+            mode = "resync" if self._resync else "idle"
+        elif not brake:
             scale = min(self._speed_scale, self._lag_scale)
             v_max = self.limits.velocity * scale
+            if self._measured is not None:
+                self._lag_bound = max(self.config.lag_hold_rad, float(np.max(np.abs(self._guard.p - self._measured))))
             if scale < 1.0:
-                notes.append(f"speed_scaled: {scale:.2f}" + (" (arm lagging)" if self._lag_scale < self._speed_scale else ""))
+                notes.append(reason(Intervention.SPEED_SCALED, f"{scale:.2f}"
+                                    + (" (arm lagging)" if self._lag_scale < self._speed_scale else "")))
             target, tv, arrive_in = self._chunk_target(t_now)
             target, tv, timed = self._shape_target(target, tv, v_max, notes)
             min_duration = arrive_in if timed else None
@@ -408,8 +490,9 @@ class SafetyFilter(_FilterCore):
             v_max = np.maximum(np.minimum(v_hi, v_max), 1e-4)
             tv = np.clip(tv, 0.9 * v_min, 0.9 * v_max)
         why = self._guard.step(target, tv, v_max, v_min, brake=brake, min_duration=min_duration)
+        self._lag_bound = None
         if why is not None:
-            notes.append(f"safety_brake: {why}")
+            notes.append(reason(Intervention.SAFETY_BRAKE, why))
         elif not brake:
             self._tighten_slack()
         g = self._guard
@@ -456,6 +539,7 @@ class CartesianSafetyFilter(_FilterCore):
         self._slack_box = np.zeros(6)
         self._slack_tilt = 0.0
         self._safe_rot = np.zeros(3)
+        self._measured: np.ndarray | None = None  # measured TCP in the filter's chart (6,)
 
     def _rotations(self, r: np.ndarray) -> np.ndarray:
         return rotvec_to_matrix(r) @ self._r_ref
@@ -483,26 +567,27 @@ class CartesianSafetyFilter(_FilterCore):
         self._slack_tilt = min(self._slack_tilt, max(tilt, 0.0))
 
     @staticmethod
-    def _parse_pose(position: np.ndarray, quat_xyzw: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
+    def _parse_pose(position: np.ndarray, quat_xyzw: np.ndarray) -> tuple[np.ndarray, np.ndarray] | tuple[Reject, str]:
         try:
             x = np.asarray(position, dtype=np.float64).reshape(-1)
             q = np.asarray(quat_xyzw, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError) as exc:
-            return f"pose not numeric: {exc}"
+            return Reject.NOT_NUMERIC, f"pose not numeric: {exc}"
         if x.shape != (3,) or q.shape != (4,):
-            return f"pose shape: position {x.shape}, quaternion {q.shape}; expected (3,), (4,)"
+            return Reject.SHAPE, f"pose shape: position {x.shape}, quaternion {q.shape}; expected (3,), (4,)"
         if not (np.isfinite(x).all() and np.isfinite(q).all()):
-            return "pose has NaN or infinite values"
+            return Reject.NON_FINITE, "pose has NaN or infinite values"
         n = float(np.linalg.norm(q))
         if abs(n - 1.0) > 0.1:
-            return f"quaternion norm {n:.3f} is not 1"
+            return Reject.QUATERNION, f"quaternion norm {n:.3f} is not 1"
         return x, quat_to_matrix(q / n)
 
     def sync(self, position: np.ndarray, quat_xyzw: np.ndarray, t: float) -> str | None:
-        """(Re)start at rest at the measured TCP pose; re-centres the orientation chart."""
+        """Start at rest at the measured TCP pose and centre the orientation chart there (first sync,
+        or the end of a resync, where the output already rests at this pose: no step either way)."""
         parsed = self._parse_pose(position, quat_xyzw)
-        if isinstance(parsed, str):
-            return self._reject(f"measured pose unusable: {parsed}")
+        if isinstance(parsed[0], Reject):
+            return self._reject(parsed[0], f"measured pose unusable: {parsed[1]}")
         x, rot = parsed
         self._r_ref = rot
         s = np.concatenate([x, np.zeros(3)])
@@ -521,36 +606,52 @@ class CartesianSafetyFilter(_FilterCore):
         """Sync to the TCP pose of measured joints (FR3 forward kinematics)."""
         q = np.asarray(q_measured, dtype=np.float64).reshape(-1)
         if q.shape != (7,) or not np.isfinite(q).all():
-            return self._reject("measured joint state unusable")
+            return self._reject(Reject.MEASURED_UNUSABLE, "measured joint state unusable")
         tf = forward_kinematics(q)
         return self.sync(tf[:3, 3], matrix_to_quat(tf[:3, :3]), t)
 
     def check_drift(self, q_measured: np.ndarray, t: float) -> str | None:
-        """Resync if the measured TCP (from joints) left the filter state; returns why."""
+        """Take measured joints; start a resync if the TCP left the filter state (returns why).
+
+        As in the joint filter, a resync converges the output to the measured pose on a
+        jerk-limited path, then re-centres the chart where the output rests: never a step.
+        """
         q = np.asarray(q_measured, dtype=np.float64).reshape(-1)
         if not self.synced:
-            self.sync_joints(q, t)
-            return None
+            return self.sync_joints(q, t)
         if q.shape != (7,) or not np.isfinite(q).all():
-            return self._reject("measured joint state unusable")
-        drift = float(np.linalg.norm(forward_kinematics(q)[:3, 3] - self._guard.p[:3]))
+            return self._reject(Reject.MEASURED_UNUSABLE, "measured joint state unusable")
+        tf = forward_kinematics(q)
+        r = matrix_to_rotvec(tf[:3, :3] @ self._r_ref.T)
+        if np.linalg.norm(r) > self.config.cartesian_chart_limit_rad:
+            r = self._guard.p[3:].copy()  # beyond the chart: converge the position only
+        self._measured = np.concatenate([tf[:3, 3], r])
+        if self._resync:
+            return None
+        drift = float(np.linalg.norm(tf[:3, 3] - self._guard.p[:3]))
         if drift <= self.config.cartesian_resync_tolerance_m:
             return None
-        self.sync_joints(q, t)
-        self.interventions["resync"] += 1
-        return f"resync: measured TCP {drift:.3f} m from the command: holding"
+        self._resync = True
+        self._command = None
+        self._stale = False
+        self._epoch = max(self._epoch, t)
+        box, tilt, _ = self._violations(np.vstack([self._guard.brake_positions, self._measured[None, :]]))
+        self._slack_box = np.maximum(box, 0.0)
+        self._slack_tilt = max(tilt, 0.0)
+        self.interventions[Intervention.RESYNC.value] += 1
+        return reason(Intervention.RESYNC, f"measured TCP {drift:.3f} m from the command: converging to it jerk-limited")
 
     def set_target(self, position: np.ndarray, quat_xyzw: np.ndarray, stamp: float, source: str,
                    t_now: float) -> str | None:
         """Take a TCP pose target (fr3_link0) observed at ``stamp``. None if accepted, else why not."""
         parsed = self._parse_pose(position, quat_xyzw)
-        if isinstance(parsed, str):
-            return self._reject(parsed)
+        if isinstance(parsed[0], Reject):
+            return self._reject(*parsed)  # type: ignore[arg-type]
         if not math.isfinite(stamp):
-            return self._reject("pose stamp is not finite")
-        reason = self._validate_common(stamp, stamp + self.config.stale_timeout_s, t_now)
-        if reason is not None:
-            return self._reject(reason)
+            return self._reject(Reject.NON_FINITE, "pose stamp is not finite")
+        refused = self._validate_common(stamp, stamp + self.config.stale_timeout_s, t_now)
+        if refused is not None:
+            return self._reject(*refused)
         x, rot = parsed
         self._command = (t_now, (x, rot, str(source)))
         self._stale = False
@@ -562,37 +663,50 @@ class CartesianSafetyFilter(_FilterCore):
         mode, brake, notes = self._mode(t_now)
         g = self._guard
         target = tv = v_max = None
-        if not brake:
+        if self._resync and mode not in ("estop", "fault"):
+            m = self._measured
+            assert m is not None
+            if g.at_rest and float(np.linalg.norm(g.p[:3] - m[:3])) <= 0.002:
+                self._resync = False
+                self.sync(g.p[:3].copy(), matrix_to_quat(self._rotations(g.p[None, 3:])[0]), t_now)
+                brake, mode = True, "idle"
+            else:
+                notes.append(reason(Intervention.RESYNC, "converging to the measured pose"))
+                mode = "resync"
+                brake = self._speed_scale < 1e-3
+                if not brake:
+                    target, tv, v_max = m.copy(), np.zeros(6), self._v_lim * self._speed_scale
+        elif not brake:
             v_max = self._v_lim * self._speed_scale
             if self._speed_scale < 1.0:
-                notes.append(f"speed_scaled: {self._speed_scale:.2f}")
+                notes.append(reason(Intervention.SPEED_SCALED, f"{self._speed_scale:.2f}"))
             x, rot, _ = self._command[1]  # type: ignore[index,misc]
             cx = np.clip(x, self._box_lo, self._box_hi)
             if np.any(cx != x):
-                notes.append("workspace_clamped: target TCP outside the box")
+                notes.append(reason(Intervention.WORKSPACE_CLAMPED, "target TCP outside the box"))
             dx = cx - g.p[:3]
             n = float(np.linalg.norm(dx))
             if n > self.config.cartesian_max_step_m:
                 dx *= self.config.cartesian_max_step_m / n
-                notes.append("step_clamped: target position more than cartesian_max_step_m away")
+                notes.append(reason(Intervention.STEP_CLAMPED, "target position more than cartesian_max_step_m away"))
             r_t = matrix_to_rotvec(rot @ self._r_ref.T)
             if np.linalg.norm(r_t) > self.config.cartesian_chart_limit_rad:
-                notes.append("orientation_rejected: target too far from the orientation at sync")
+                notes.append(reason(Intervention.ORIENTATION_REJECTED, "target too far from the orientation at sync"))
                 r_t = self._safe_rot
             elif tool_tilt(rot) > self.config.max_tilt_rad + self._slack_tilt:
-                notes.append("orientation_rejected: target tool tilt beyond max_tilt_rad")
+                notes.append(reason(Intervention.ORIENTATION_REJECTED, "target tool tilt beyond max_tilt_rad"))
                 r_t = self._safe_rot
             dr = r_t - g.p[3:]
             n = float(np.linalg.norm(dr))
             if n > self.config.cartesian_max_step_rot:
                 dr *= self.config.cartesian_max_step_rot / n
-                notes.append("step_clamped: target rotation more than cartesian_max_step_rot away")
+                notes.append(reason(Intervention.STEP_CLAMPED, "target rotation more than cartesian_max_step_rot away"))
             self._safe_rot = g.p[3:] + dr
             target = np.concatenate([g.p[:3] + dx, self._safe_rot])
             tv = np.zeros(6)
         why = g.step(target, tv, v_max, brake=brake)
         if why is not None:
-            notes.append(f"safety_brake: {why}")
+            notes.append(reason(Intervention.SAFETY_BRAKE, why))
         elif not brake:
             self._tighten_slack()
         if not (np.isfinite(g.p).all() and np.isfinite(g.v).all()):

@@ -11,10 +11,17 @@ velocities, accelerations) or ``/safety/cartesian_command`` (PoseStamped), plus
 
 A command whose header stamp is zero counts as observed "now". Every callback takes one lock
 around the filter, so the node is safe under a MultiThreadedExecutor.
+
+Work per input message is bounded so that no flood can starve the output timer: a callback
+only files the message (latest joint state and speed scale; at most ``input_queue`` commands
+per source, the oldest dropped and counted as ``superseded``), and the timer parses and
+validates what was filed, then steps the filter. Reasons are counted by kind
+(:mod:`safety_filter.reasons`), so neither memory nor ``/diagnostics`` grows with what a source sends.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
 import time
@@ -43,6 +50,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from .filter import CartesianSafetyFilter, SafetyConfig, SafetyFilter
 from .limits import FR3Limits
+from .reasons import Intervention, Reject, kind_of, reason
 
 
 @dataclass
@@ -57,6 +65,8 @@ class NodeConfig:
     intervention_period_s: float = 0.5
     #: Period (s) of /diagnostics.
     diagnostics_period_s: float = 1.0
+    #: Commands kept per source between two ticks; older ones are dropped (counted "superseded").
+    input_queue: int = 4
 
 
 def _flat_safety_config_class() -> type:
@@ -88,8 +98,14 @@ class SafetyFilterNode(Node):
         self.cartesian = nc.command_mode == "cartesian"
         self.filter: SafetyFilter | CartesianSafetyFilter = (
             CartesianSafetyFilter(self.config) if self.cartesian else SafetyFilter(self.config))
+        if nc.input_queue < 1:
+            raise ValueError(f"input_queue must be >= 1, got {nc.input_queue}")
         self._lock = threading.Lock()
-        self._pending: list[str] = []
+        self._pending: dict[str, None] = {}  # ordered set: a flood of one note stays one entry
+        # Filed by the callbacks, processed by the timer (bounded work per message).
+        self._inbox: collections.deque = collections.deque(maxlen=nc.input_queue)
+        self._latest_joints: JointState | None = None
+        self._latest_speed: Float64 | None = None
         self._last_reasons: frozenset[str] = frozenset()
         self._last_report = -1e9
         self._ignored_source = 0
@@ -136,7 +152,9 @@ class SafetyFilterNode(Node):
                     # The old source's command is dropped: the arm brakes and holds until the new
                     # source sends a command of its own.
                     self.filter.drop_command(self._now())
-                    self._note(f"input handed from {self.node_config.active_source} to {p.value}: holding")
+                    self._inbox.clear()
+                    self._note(reason(Intervention.HANDOVER,
+                                      f"input handed from {self.node_config.active_source} to {p.value}: holding"))
                     self.node_config.active_source = p.value
             self.get_logger().info(f"active source: {p.value}")
         return SetParametersResult(successful=True)
@@ -145,78 +163,108 @@ class SafetyFilterNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _note(self, reason: str) -> None:
+    def _note(self, text: str) -> None:
         """Queue a reason for /safety/intervention (caller holds the lock)."""
-        self._pending.append(reason)
+        self._pending[text] = None
 
-    # -- callbacks -------------------------------------------------------------------------------
+    # -- callbacks: file the message, nothing else (bounded work per message) ---------------------
     def _on_joint_states(self, msg: JointState) -> None:
-        try:
-            index = [list(msg.name).index(j) for j in names.JOINT_NAMES]
-            q = np.array([msg.position[i] for i in index], dtype=np.float64)
-        except (ValueError, IndexError):
-            with self._lock:
-                self._malformed += 1
-                self._note(f"rejected /joint_states: lacks {names.JOINT_NAMES} positions")
-            return
         with self._lock:
-            reason = self.filter.check_drift(q, self._now())
-            if reason is not None:
-                self._note(reason)
+            self._latest_joints = msg
 
     def _on_speed_scale(self, msg: Float64) -> None:
         with self._lock:
-            reason = self.filter.set_speed_scale(msg.data)
-            if reason is not None:
-                self._note(f"rejected speed scale: {reason}")
+            self._latest_speed = msg
+
+    def _file_command(self, msg: Any, source: str) -> None:
+        with self._lock:
+            if source != self.node_config.active_source:
+                self._ignored_source += 1
+                self._note(reason(Intervention.IGNORED_SOURCE, f"command from {source} while the active source is "
+                                                               f"{self.node_config.active_source}"))
+                return
+            if len(self._inbox) == self._inbox.maxlen:
+                self.filter.rejected[Reject.SUPERSEDED.value] += 1
+            self._inbox.append((msg, source, self._now()))
+
+    def _on_chunk(self, msg: JointTrajectory, source: str) -> None:
+        self._file_command(msg, source)
+
+    def _on_pose(self, msg: PoseStamped, source: str) -> None:
+        self._file_command(msg, source)
+
+    # -- processing, once per tick (caller holds the lock) ----------------------------------------
+    def _process_inputs(self) -> None:
+        msg, self._latest_joints = self._latest_joints, None
+        if msg is not None:
+            self._take_joint_state(msg)
+        speed, self._latest_speed = self._latest_speed, None
+        if speed is not None:
+            why = self.filter.set_speed_scale(speed.data)
+            if why is not None:
+                self._note(reason(Intervention.REJECTED, f"speed scale: {why}"))
+        while self._inbox:
+            msg, source, received = self._inbox.popleft()
+            if self.cartesian:
+                self._take_pose(msg, source, received)
+            else:
+                self._take_chunk(msg, source, received)
+
+    def _take_joint_state(self, msg: JointState) -> None:
+        names_in = list(msg.name)
+        try:
+            if len(set(names_in)) != len(names_in):
+                raise ValueError("a joint named twice")
+            index = [names_in.index(j) for j in names.JOINT_NAMES]
+            q = np.array([msg.position[i] for i in index], dtype=np.float64)
+        except (ValueError, IndexError) as exc:
+            self._malformed += 1
+            self.filter.rejected[Reject.MEASURED_UNUSABLE.value] += 1
+            self._note(reason(Intervention.REJECTED, f"/joint_states unusable ({exc}); needs each of "
+                                                     f"{names.JOINT_NAMES} once with a position"))
+            return
+        why = self.filter.check_drift(q, self._now())
+        if why is not None:
+            self._note(why)
 
     def _stamp_or_now(self, stamp_msg: Any, now: float) -> float:
         return now if (stamp_msg.sec == 0 and stamp_msg.nanosec == 0) else stamp_msg.sec + stamp_msg.nanosec * 1e-9
 
-    def _on_chunk(self, msg: JointTrajectory, source: str) -> None:
-        with self._lock:
-            now = self._now()
-            if source != self.node_config.active_source:
-                self._ignored_source += 1
-                self._note(f"ignored_source: command from {source} while the active source is "
-                           f"{self.node_config.active_source}")
-                return
-            try:
-                times, q = msg_to_chunk(msg)
-            except MessageError as exc:
-                self._malformed += 1
-                self.filter.rejected["malformed message"] += 1
-                self._note(f"rejected {source} command: {exc}")
-                return
-            if msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 0:
-                times = times + now
-            reason = self.filter.set_chunk(times, q, source, now)  # type: ignore[union-attr]
-            if reason is not None:
-                self._note(f"rejected {source} command: {reason}")
+    def _take_chunk(self, msg: JointTrajectory, source: str, received: float) -> None:
+        now = self._now()
+        try:
+            times, q = msg_to_chunk(msg)
+        except MessageError as exc:
+            self._malformed += 1
+            kind = Reject(exc.kind) if exc.kind in Reject._value2member_map_ else Reject.MALFORMED
+            self.filter.rejected[kind.value] += 1
+            self._note(reason(Intervention.REJECTED, f"{source} command: {kind.value}: {exc}"))
+            return
+        if msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 0:
+            times = times + received
+        why = self.filter.set_chunk(times, q, source, now)  # type: ignore[union-attr]
+        if why is not None:
+            self._note(reason(Intervention.REJECTED, f"{source} command: {why}"))
 
-    def _on_pose(self, msg: PoseStamped, source: str) -> None:
-        with self._lock:
-            now = self._now()
-            if source != self.node_config.active_source:
-                self._ignored_source += 1
-                self._note(f"ignored_source: pose from {source} while the active source is "
-                           f"{self.node_config.active_source}")
-                return
-            if msg.header.frame_id not in ("", names.BASE_FRAME):
-                self._malformed += 1
-                self.filter.rejected["wrong frame"] += 1
-                self._note(f"rejected {source} pose: frame {msg.header.frame_id!r} is not {names.BASE_FRAME}")
-                return
-            _, pos, quat = msg_to_pose(msg)
-            reason = self.filter.set_target(pos, quat, self._stamp_or_now(msg.header.stamp, now),  # type: ignore[union-attr]
-                                            source, now)
-            if reason is not None:
-                self._note(f"rejected {source} pose: {reason}")
+    def _take_pose(self, msg: PoseStamped, source: str, received: float) -> None:
+        now = self._now()
+        if msg.header.frame_id not in ("", names.BASE_FRAME):
+            self._malformed += 1
+            self.filter.rejected[Reject.WRONG_FRAME.value] += 1
+            self._note(reason(Intervention.REJECTED,
+                              f"{source} pose: frame {msg.header.frame_id!r} is not {names.BASE_FRAME}"))
+            return
+        _, pos, quat = msg_to_pose(msg)
+        why = self.filter.set_target(pos, quat, self._stamp_or_now(msg.header.stamp, received),  # type: ignore[union-attr]
+                                     source, now)
+        if why is not None:
+            self._note(reason(Intervention.REJECTED, f"{source} pose: {why}"))
 
     def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
             self.filter.estop(self._now())
-            self._note("estop: requested by service; latched until /safety/reset")
+            self._inbox.clear()
+            self._note(reason(Intervention.ESTOP, "requested by service; latched until /safety/reset"))
         response.success = True
         response.message = "e-stop latched: decelerating and holding until /safety/reset"
         return response
@@ -224,24 +272,26 @@ class SafetyFilterNode(Node):
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
             self.filter.reset(self._now())
-            self._note("reset: e-stop and faults cleared; holding until a new command")
+            self._inbox.clear()
+            self._note(reason(Intervention.RESET, "e-stop and faults cleared; holding until a new command"))
         response.success = True
         response.message = "reset: holding until a new command arrives"
         return response
 
     def _on_timer(self) -> None:
         with self._lock:
-            now = self._now()
             t0 = time.perf_counter()
+            self._process_inputs()
+            now = self._now()
             try:
                 out = self.filter.step(now)
             except FloatingPointError as exc:  # latched as a fault inside the filter; never published
-                self._note(f"fault: {exc}")
+                self._note(reason(Intervention.FAULT, str(exc)))
                 out = None
             self._step_times.append(time.perf_counter() - t0)
             del self._step_times[:-1000]
-            notes = self._pending + (out.interventions if out is not None else [])
-            self._pending = []
+            notes = list(self._pending) + (out.interventions if out is not None else [])
+            self._pending = {}
             if out is not None:
                 self._publish_command(out, now)
                 self._last_output = out
@@ -260,7 +310,7 @@ class SafetyFilterNode(Node):
         self._cmd_pub.publish(msg)
 
     def _report(self, notes: list[str], now: float) -> None:
-        keys = frozenset(n.split(":")[0] for n in notes)
+        keys = frozenset(kind_of(n) for n in notes)
         changed = keys != self._last_reasons
         if (changed and notes) or (notes and now - self._last_report >= self.node_config.intervention_period_s):
             self._intervention_pub.publish(String(data="; ".join(dict.fromkeys(notes))))

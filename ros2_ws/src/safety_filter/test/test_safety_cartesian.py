@@ -124,11 +124,24 @@ def test_estop_latched_and_old_target_not_resumed():
     assert r.outs[-1].position[0] > held[0]
 
 
-def test_resync_on_drift():
+def test_resync_on_drift_converges_without_a_step():
     r = Run()
     q = Q0.copy()
     q[0] = 0.4
-    reason = r.f.check_drift(q, r.t)
-    assert reason is not None and "resync" in reason
-    out = r.steps(1)
-    assert np.allclose(out.position, forward_kinematics(q)[:3, 3])
+    why = r.f.check_drift(q, r.t)
+    assert why is not None and why.startswith("resync:")
+    out = r.steps(1, resend=lambda: r.f.check_drift(q, r.t))
+    assert out.mode == "resync" and not np.allclose(out.position, forward_kinematics(q)[:3, 3])
+    for _ in range(500):
+        if not r.f.resyncing:
+            break
+        r.steps(1, resend=lambda: r.f.check_drift(q, r.t))
+    assert not r.f.resyncing
+    goal = forward_kinematics(q)
+    assert np.linalg.norm(r.outs[-1].position - goal[:3, 3]) <= 0.002
+    assert np.allclose(quat_to_matrix(r.outs[-1].quaternion), goal[:3, :3], atol=1e-3)
+    x = np.array([o.position for o in r.outs])
+    v_lin = r.f.limits.cartesian_translation[0]
+    assert np.max(np.linalg.norm(np.diff(x, axis=0), axis=1)) <= v_lin * DT + 1e-9
+    assert r.target(goal[:3, 3]) is None  # takes targets again
+
