@@ -29,6 +29,10 @@ POLICY_ENABLE = "/policy/enable"  # std_srvs/SetBool
 SAFETY_ESTOP = "/safety/estop"  # std_srvs/Trigger, latched
 SAFETY_RESET = "/safety/reset"  # std_srvs/Trigger
 DRIVER_RECOVER = "/franka/recover"  # std_srvs/Trigger; never resumes motion by itself
+DRIVER_ESTOP = "/franka/estop"  # std_srvs/Trigger: the driver brakes, holds and refuses commands (latched)
+DRIVER_RESET = "/franka/reset"  # std_srvs/Trigger: clears the driver's e-stop and command-guard faults
+#: Fully qualified name of the node whose publisher is the only one the driver takes commands from.
+SAFETY_FILTER_NODE = "/safety_filter"
 GRIPPER_MOVE = "/franka/gripper/move"  # std_srvs/SetBool: True = open, False = close
 SIM_RESET_EPISODE = "/sim/reset_episode"  # std_srvs/Trigger: next seed's object placement
 SIM_START_EPISODE = "/sim/start_episode"  # std_srvs/Trigger: success monitor and episode clock restart

@@ -15,15 +15,12 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from cdp_ros_common.fr3_limits import FR3Limits
 from cdp_ros_common.rotations import matrix_to_quat
 
-#: FR3 joint limits as franky's Ruckig uses them (franky ``Robot.joint_*_limit`` defaults).
-JOINT_VELOCITY_LIMIT = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61])
-JOINT_ACCELERATION_LIMIT = np.array([15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0])
-JOINT_JERK_LIMIT = np.array([7500.0, 3750.0, 5000.0, 6250.0, 7500.0, 10000.0, 10000.0])
-#: FR3 hard joint position limits (Franka datasheet); targets outside are refused outright.
-JOINT_POSITION_MIN = np.array([-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159])
-JOINT_POSITION_MAX = np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159])
+#: The one FR3 limit table (datasheet + libfranka rate_limiting.h), shared with the safety filter.
+#: Both backends' trajectory generators run at ``relative_dynamics_factor`` of it, never above.
+FR3 = FR3Limits()
 
 
 @dataclasses.dataclass
@@ -39,8 +36,10 @@ class DriverConfig:
     command_mode: str = "joint"
     #: "enforce" on a real-time robot PC; "ignore" where the kernel has no RT (simulation, CI).
     realtime: str = "enforce"
-    #: Scale of the velocity / acceleration / jerk limits of the on-line trajectory generator (0, 1].
-    relative_dynamics_factor: float = 0.3
+    #: Fraction (0, 1] of the FR3's velocity / acceleration / jerk limits (cdp_ros_common.fr3_limits)
+    #: the driver's own trajectory generator may use; it tracks the safety filter's output, which
+    #: stays at smaller fractions still.
+    relative_dynamics_factor: float = 0.6
     #: /joint_states and /franka/ee_pose rate; the stack needs >= 100 Hz.
     state_rate_hz: float = 200.0
     #: A command that carried a velocity and is not followed by a new one within this time is
@@ -95,6 +94,8 @@ class ArmState:
     gripper_width: float  # m; NaN when no gripper is connected
     mode: str  # libfranka RobotMode name ("Idle", "Move", "Reflex", ...)
     error: str  # "" when healthy
+    #: Flange -> TCP transform the arm reports (4x4); identity until the first state.
+    f_t_ee: np.ndarray = dataclasses.field(default_factory=lambda: np.eye(4))
 
 
 class BackendError(RuntimeError):
@@ -126,6 +127,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None:
         """Bring any running motion to rest (jerk-limited) and end it."""
+
+    @abc.abstractmethod
+    def brake(self) -> None:
+        """Start braking to rest now (jerk-limited) and return without waiting: the e-stop and
+        the command guard's hold, called from the node's callbacks."""
 
     @abc.abstractmethod
     def recover(self) -> bool:
@@ -211,7 +217,7 @@ def validate_joint_target(q: np.ndarray, dq: np.ndarray | None = None) -> tuple[
         raise ValueError(f"joint target needs 7 positions, got {q.shape[0]}")
     if not np.isfinite(q).all():
         raise ValueError(f"joint target has non-finite positions: {q}")
-    outside = np.flatnonzero((q < JOINT_POSITION_MIN) | (q > JOINT_POSITION_MAX))
+    outside = FR3.outside_hard_limits(q)
     if outside.size:
         raise ValueError(f"joint target outside the FR3 position limits at joints {[int(i) + 1 for i in outside]}: {q}")
     if dq is not None:
@@ -227,5 +233,5 @@ def clip_velocity(dq: np.ndarray | None, relative_dynamics_factor: float) -> np.
     """Target velocities limited to what the trajectory generator may reach (it rejects more)."""
     if dq is None:
         return None
-    vmax = JOINT_VELOCITY_LIMIT * relative_dynamics_factor
+    vmax, _, _ = FR3.generator_limits(relative_dynamics_factor)
     return np.clip(dq, -vmax, vmax)

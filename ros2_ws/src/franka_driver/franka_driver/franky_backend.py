@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from .backend import ArmState, Backend, BackendError, DriverConfig, canonical_quat, clip_velocity, tcp_pose, validate_joint_target
+from .backend import FR3, ArmState, Backend, BackendError, DriverConfig, canonical_quat, clip_velocity, tcp_pose, validate_joint_target
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class FrankyBackend(Backend):
         rt = franky.RealtimeConfig.Enforce if self.config.realtime == "enforce" else franky.RealtimeConfig.Ignore
         try:
             robot = franky.Robot(self.config.robot_ip, realtime_config=rt)
+            _apply_fr3_limits(robot)
             robot.relative_dynamics_factor = self.config.relative_dynamics_factor
             robot.set_collision_behavior(self.config.collision_torque_threshold, self.config.collision_force_threshold)
         except Exception as exc:
@@ -121,7 +122,8 @@ class FrankyBackend(Backend):
             errors = repr(s.current_errors)
             error = self._error or ("" if errors == "[]" else f"robot errors: {errors}")
             q = np.array(s.q, dtype=np.float64)
-            position, quat = tcp_pose(q, s.F_T_EE.matrix)
+            f_t_ee = np.array(s.F_T_EE.matrix, dtype=np.float64)
+            position, quat = tcp_pose(q, f_t_ee)
             st = ArmState(
                 time=s.time.to_sec(),
                 q=q,
@@ -132,6 +134,7 @@ class FrankyBackend(Backend):
                 gripper_width=self._poller.width if self._poller is not None else math.nan,
                 mode=s.robot_mode.name,
                 error=error,
+                f_t_ee=f_t_ee,
             )
             self._last_state = st
             return st
@@ -189,6 +192,19 @@ class FrankyBackend(Backend):
                     self.config.relative_dynamics_factor)
                 robot.move(stop, asynchronous=True)
                 robot.join_motion(timeout=3.0)
+            except Exception as exc:
+                self._set_error(exc)
+
+    def brake(self) -> None:
+        if self._robot is None:
+            return
+        franky, robot = self._franky, self._robot
+        with self._lock:
+            try:
+                if robot.is_in_control:
+                    stop = (franky.CartesianStopMotion if self.config.command_mode == "cartesian"
+                            else franky.JointStopMotion)(self.config.relative_dynamics_factor)
+                    robot.move(stop, asynchronous=True)
             except Exception as exc:
                 self._set_error(exc)
 
@@ -252,6 +268,19 @@ class FrankyBackend(Backend):
         self._gripper = None
         with self._lock:
             self._robot = None  # franky disconnects in the destructor
+
+
+def _apply_fr3_limits(robot) -> None:
+    """franky's Ruckig limits := the FR3 table (never above franky's own maxima).
+
+    franky's defaults differ per joint from the FR3's (accelerations up to 20 rad/s^2, jerks up to
+    10,000 rad/s^3 at factor 1.0); the stack keeps one table, and the generator stays inside it.
+    """
+    for attr, table in (("joint_velocity_limit", FR3.v_max), ("joint_acceleration_limit", FR3.a_max),
+                        ("joint_jerk_limit", FR3.j_max)):
+        limit = getattr(robot, attr)
+        ceiling = np.asarray(limit.max, dtype=np.float64) if limit.max is not None else np.asarray(table)
+        limit.set(np.minimum(np.asarray(table), ceiling).tolist())
 
 
 def _normal_scheduling_for_this_thread() -> None:

@@ -1,5 +1,12 @@
 """rclpy shell of the Franka driver: /safety/command in; /joint_states, /franka/ee_pose, /diagnostics out.
 
+Commands pass the :class:`~franka_driver.command_guard.CommandGuard` first: only the safety
+filter's publisher (checked per message by publisher GID, and on the graph at 10 Hz), only
+inside the FR3 limits, the workspace box, a step limit and a distance from the measured arm;
+``/franka/estop`` latches a hold the driver keeps itself. A refusal that means something is
+wrong (a foreign publisher, a failed last-line check, the e-stop) brakes the arm and holds it
+until ``/franka/reset``.
+
 The 1 kHz loop is never in this process's Python: franky runs it in a C++ thread that does not
 take the GIL, pylibfranka in a child process. This node only hands targets over and publishes
 snapshots, so an executor hiccup delays a message, never a control cycle.
@@ -29,7 +36,8 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from .backend import ArmState, Backend, BackendError, DriverConfig, make_backend
+from .backend import ArmState, Backend, BackendError, DriverConfig, make_backend, tcp_pose
+from .command_guard import CommandGuard, GuardConfig
 from .commands import CommandMonitor, parse_joint_command, parse_pose_command
 
 
@@ -37,6 +45,7 @@ class FrankaDriverNode(Node):
     def __init__(self, backend: Backend | None = None, **kwargs):
         super().__init__("franka_driver", **kwargs)
         self.config: DriverConfig = declare_dataclass(self, DriverConfig)
+        self.guard = CommandGuard(declare_dataclass(self, GuardConfig, prefix="guard."))
         cfg = self.config
         self.backend = backend if backend is not None else make_backend(cfg)
         if backend is None:
@@ -53,12 +62,16 @@ class FrankaDriverNode(Node):
         self.pub_joints = self.create_publisher(JointState, names.JOINT_STATES, 10)
         self.pub_pose = self.create_publisher(PoseStamped, names.EE_POSE, 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
+        self._command_topic = names.SAFETY_COMMAND if cfg.command_mode == "joint" else names.SAFETY_CARTESIAN_COMMAND
         if cfg.command_mode == "joint":
             self.create_subscription(JointTrajectory, names.SAFETY_COMMAND, self._on_joint_command, 10,
                                      callback_group=self._io_group)
         else:
             self.create_subscription(PoseStamped, names.SAFETY_CARTESIAN_COMMAND, self._on_pose_command, 10,
                                      callback_group=self._io_group)
+        self.create_timer(0.1, self._on_graph_timer, callback_group=self._io_group)
+        self.create_service(Trigger, names.DRIVER_ESTOP, self._on_estop, callback_group=self._io_group)
+        self.create_service(Trigger, names.DRIVER_RESET, self._on_reset, callback_group=self._io_group)
         self.create_timer(1.0 / cfg.state_rate_hz, self._on_state_timer, callback_group=self._io_group)
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self._on_diagnostics_timer, callback_group=self._io_group)
         self.create_service(Trigger, names.DRIVER_RECOVER, self._on_recover, callback_group=self._srv_group)
@@ -85,31 +98,90 @@ class FrankaDriverNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     # --- commands -----------------------------------------------------------------------
-    def _on_joint_command(self, msg: JointTrajectory) -> None:
+    @staticmethod
+    def _gid(info: dict | None) -> bytes | None:
+        gid = (info or {}).get("publisher_gid")
+        return bytes(gid["data"]) if gid and gid.get("data") is not None else None
+
+    def _guard_refused(self, why: str | None, was_holding: bool) -> bool:
+        """After a guard check: brake once when it just latched a hold; True if refused (lock held)."""
+        if why is None:
+            return False
+        self.monitor.on_rejected(why)
+        if self.guard.holding and not was_holding:
+            self.backend.brake()
+            self.monitor.forget_target()
+            self.get_logger().error(f"holding the arm: {why}")
+        else:
+            self.get_logger().warning(f"refused command: {why}", throttle_duration_sec=1.0)
+        return True
+
+    def _on_joint_command(self, msg: JointTrajectory, info: dict) -> None:
         try:
             q, dq = parse_joint_command(msg)
         except MessageError as exc:
             self._reject(str(exc))
             return
-        if not self.config.use_command_velocity:
-            dq = None
+        st = self._last_state
         with self._lock:
+            was_holding = self.guard.holding
+            tcp = tcp_pose(q, st.f_t_ee)[0] if st is not None else None
+            why = self.guard.check(self._gid(info), q, dq, st.q if st is not None else None, tcp)
+            if self._guard_refused(why, was_holding):
+                return
+            if not self.config.use_command_velocity:
+                dq = None
             if self.backend.command_joint(q, dq):
                 self.monitor.on_accepted(self._now(), q, dq)
             else:
                 self.monitor.refused += 1
 
-    def _on_pose_command(self, msg: PoseStamped) -> None:
+    def _on_pose_command(self, msg: PoseStamped, info: dict) -> None:
         try:
             pos, quat = parse_pose_command(msg)
         except MessageError as exc:
             self._reject(str(exc))
             return
         with self._lock:
+            was_holding = self.guard.holding
+            # Joint-space checks do not apply to a pose; the box does (franky's IK owns the joints).
+            why = self.guard.check(self._gid(info), self._last_state.q if self._last_state else np.zeros(7), None,
+                                   None, pos)
+            if self._guard_refused(why, was_holding):
+                return
             if self.backend.command_cartesian(pos, quat):
                 self.monitor.on_accepted(self._now(), np.zeros(7), None)
             else:
                 self.monitor.refused += 1
+
+    def _on_graph_timer(self) -> None:
+        endpoints = []
+        for info in self.get_publishers_info_by_topic(self._command_topic):
+            ns = info.node_namespace.rstrip("/")
+            endpoints.append((f"{ns}/{info.node_name}", bytes(info.endpoint_gid)))
+        with self._lock:
+            fault = self.guard.update_publishers(endpoints)
+            if fault is not None:
+                self.backend.brake()
+                self.monitor.forget_target()
+        if fault is not None:
+            self.get_logger().error(f"holding the arm: {fault}")
+
+    def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            self.guard.estop()
+            self.backend.brake()
+            self.monitor.forget_target()
+        self.get_logger().warning("e-stop: braking and holding until /franka/reset")
+        response.success, response.message = True, "e-stop latched in the driver: braking and holding until /franka/reset"
+        return response
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            ok, message = self.guard.reset()
+        response.success, response.message = ok, message
+        self.get_logger().info(f"reset: {message}")
+        return response
 
     def _reject(self, reason: str) -> None:
         with self._lock:
@@ -162,9 +234,17 @@ class FrankaDriverNode(Node):
                 "states_published": self._published,
                 "gripper": self.backend.gripper_status,
                 "backend": self.config.backend,
+                "estop": self.guard.estopped,
+                "guard_fault": self.guard.fault,
+                "guard_refused": self.guard.refused,
+                "command_source": self.guard.config.command_source_node or "(any)",
+                "foreign_publishers": ", ".join(self.guard.foreign),
             }
+            holding = self.guard.estopped or self.guard.fault
         if st is None or st.error:
             level, message = diag.ERROR, (st.error if st else "no robot state")
+        elif holding:
+            level, message = diag.ERROR, ("e-stop latched: holding" if self.guard.estopped else self.guard.fault)
         elif self.config.gripper_enabled and self.backend.gripper_status != "ok":
             level, message = diag.WARN, self.backend.gripper_status
         else:
@@ -177,6 +257,7 @@ class FrankaDriverNode(Node):
         with self._lock:
             # Nothing streamed before the fault may be held or replayed after it.
             self.monitor.forget_target()
+            self.guard.forget_last()
         ok = self.backend.recover()
         st = self.backend.read_state()
         response.success = bool(ok and not st.error)

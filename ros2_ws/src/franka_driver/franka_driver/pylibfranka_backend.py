@@ -38,9 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .backend import (
-    JOINT_ACCELERATION_LIMIT,
-    JOINT_JERK_LIMIT,
-    JOINT_VELOCITY_LIMIT,
+    FR3,
     ArmState,
     Backend,
     BackendError,
@@ -186,7 +184,7 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
         return
 
     rdf = cfg["relative_dynamics_factor"]
-    vmax, amax, jmax = JOINT_VELOCITY_LIMIT * rdf, JOINT_ACCELERATION_LIMIT * rdf, JOINT_JERK_LIMIT * rdf
+    vmax, amax, jmax = FR3.generator_limits(rdf)
     use_velocity = bool(cfg["use_command_velocity"])
     applied_id = cmd.read()[C_ID]  # targets written before the loop started are not motion requests
     stop_ack = recover_ack = 0.0
@@ -412,13 +410,15 @@ class PylibfrankaBackend(Backend):
         s = self._state.read()
         error = self._error_text(s)
         q = s[S_Q:S_Q + 7].copy()
-        position, quat = tcp_pose(q, s[S_F_T_EE:S_F_T_EE + 16].reshape(4, 4, order="F"))
+        f_t_ee = s[S_F_T_EE:S_F_T_EE + 16].reshape(4, 4, order="F")
+        position, quat = tcp_pose(q, f_t_ee)
         return ArmState(
             time=float(s[S_TIME]), q=q, dq=s[S_DQ:S_DQ + 7].copy(), tau=s[S_TAU:S_TAU + 7].copy(),
             position=position, quat_xyzw=quat,
             gripper_width=float(self._gwidth.value) if self._gproc is not None else math.nan,
             mode=ROBOT_MODES.get(int(s[S_MODE]), "Other") if self._proc.is_alive() else "Other",
             error=error,
+            f_t_ee=np.array(f_t_ee),
         )
 
     @property
@@ -461,6 +461,11 @@ class PylibfrankaBackend(Backend):
         if self._proc is None or not self._proc.is_alive():
             return
         self._request(C_STOP, S_STOP_ACK, 3.0)
+
+    def brake(self) -> None:
+        if self._proc is None or not self._proc.is_alive():
+            return
+        self._cmd.write({C_STOP: self._cmd.a[C_STOP] + 1.0})
 
     def recover(self) -> bool:
         if self._proc is None or not self._proc.is_alive():

@@ -99,7 +99,9 @@ def wait_for(pred, timeout_s: float, what: str):
 def driver(request, sim_server):
     proc = subprocess.Popen(
         [sys.executable, "-m", "franka_driver.node", "--ros-args", "-p", f"robot_ip:={sim_server.address}",
-         "-p", "realtime:=ignore", "-p", f"backend:={request.param}"],
+         "-p", "realtime:=ignore", "-p", f"backend:={request.param}",
+         # The probe plays the safety filter: the only node whose commands the driver takes.
+         "-p", "guard.command_source_node:=/franka_driver_probe"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     probe = Probe()
     yield request.param, proc, probe
@@ -172,3 +174,40 @@ def test_node_publishes_state_tracks_commands_and_rejects_nan(driver):
     # Clean shutdown on SIGINT.
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize("driver", ["pylibfranka"], indirect=True)
+def test_a_second_publisher_cannot_move_the_arm_and_latches_a_hold(driver):
+    """A rogue node on /safety/command: its messages are refused by publisher GID, its presence
+    on the graph latches a hold (also against the legitimate source) until it is gone and reset."""
+    _, proc, probe = driver
+    wait_for(lambda: len(probe.joint_msgs) > 5 or proc.poll() is not None, 60.0, "first /joint_states")
+    q0 = probe.q()
+    probe.command(q0)
+    time.sleep(0.5)
+    rogue = rclpy.create_node("rogue", context=probe.ctx)
+    pub = rogue.create_publisher(JointTrajectory, names.SAFETY_COMMAND, 10)
+    estop = probe.node.create_client(Trigger, names.DRIVER_RESET)
+    try:
+        goal = q0 + np.array([0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+        t_end = time.monotonic() + 2.0
+        while time.monotonic() < t_end:  # 500 Hz, and the probe keeps streaming its hold too
+            msg = JointTrajectory(joint_names=list(names.JOINT_NAMES))
+            msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in goal]))
+            pub.publish(msg)
+            probe.command(q0)
+            time.sleep(0.002)
+        assert np.abs(probe.q() - q0).max() < 2e-3, "the rogue moved the arm"
+        wait_for(lambda: len(probe.diags) > 0 and "foreign" in probe.diag_value("guard_fault"), 5.0,
+                 "the foreign-publisher fault in /diagnostics")
+        assert "/rogue" in probe.diag_value("foreign_publishers")
+        res = probe.call(estop, Trigger.Request())
+        assert not res.success and "/rogue" in res.message
+    finally:
+        rogue.destroy_node()
+    wait_for(lambda: probe.call(estop, Trigger.Request()).success, 10.0, "reset once the rogue is gone")
+    target = q0 + np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.03])
+    for a in np.linspace(0.0, 1.0, 40):
+        probe.command(q0 + a * (target - q0))
+        time.sleep(0.02)
+    wait_for(lambda: np.abs(probe.q() - target).max() < 2e-3, 8.0, "the arm to follow its source again")

@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from cdp_ros_common.fr3_limits import WORKSPACE_BOX_MAX, WORKSPACE_BOX_MIN
 
 from .guard import JerkLimitedGuard
 from .kinematics import forward_kinematics, matrix_to_quat, matrix_to_rotvec, quat_to_matrix, rotvec_to_matrix, tool_tilt
@@ -51,8 +52,8 @@ class SafetyConfig:
     #: the chunk's velocity there, in no less than ``lookahead_s`` (Ruckig minimum_duration).
     lookahead_s: float = 0.1
     #: TCP workspace box in fr3_link0 (m).
-    box_min: tuple[float, float, float] = (0.15, -0.55, 0.03)
-    box_max: tuple[float, float, float] = (0.85, 0.55, 0.9)
+    box_min: tuple[float, float, float] = WORKSPACE_BOX_MIN
+    box_max: tuple[float, float, float] = WORKSPACE_BOX_MAX
     #: Every check uses the box shrunk by this (m): room for the driver's interpolation between outputs.
     box_margin: float = 0.01
     #: Maximum angle (rad) between the tool z axis and world -z.

@@ -131,6 +131,10 @@ class SafetyFilterNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
         self.create_service(Trigger, names.SAFETY_ESTOP, self._on_estop, callback_group=group)
         self.create_service(Trigger, names.SAFETY_RESET, self._on_reset, callback_group=group)
+        # The driver keeps its own e-stop latch (it holds even against a publisher that is not
+        # this filter): e-stop and reset are forwarded to it, without waiting for the answer.
+        self._driver_estop = self.create_client(Trigger, names.DRIVER_ESTOP, callback_group=group)
+        self._driver_reset = self.create_client(Trigger, names.DRIVER_RESET, callback_group=group)
         self.create_timer(self.config.dt, self._on_timer, callback_group=group)
         self.create_timer(nc.diagnostics_period_s, self._on_diagnostics, callback_group=group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -265,17 +269,28 @@ class SafetyFilterNode(Node):
             self.filter.estop(self._now())
             self._inbox.clear()
             self._note(reason(Intervention.ESTOP, "requested by service; latched until /safety/reset"))
+        forwarded = self._forward(self._driver_estop)
         response.success = True
-        response.message = "e-stop latched: decelerating and holding until /safety/reset"
+        response.message = ("e-stop latched: decelerating and holding until /safety/reset"
+                            + ("" if forwarded else f" ({names.DRIVER_ESTOP} not available: the driver was not told)"))
         return response
+
+    def _forward(self, client: Any) -> bool:
+        """Send a Trigger to the driver without waiting (this executor must keep ticking)."""
+        if not client.service_is_ready():
+            self.get_logger().warning(f"{client.srv_name} not available", throttle_duration_sec=5.0)
+            return False
+        client.call_async(Trigger.Request())
+        return True
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
             self.filter.reset(self._now())
             self._inbox.clear()
             self._note(reason(Intervention.RESET, "e-stop and faults cleared; holding until a new command"))
+        self._forward(self._driver_reset)
         response.success = True
-        response.message = "reset: holding until a new command arrives"
+        response.message = f"reset: holding until a new command arrives ({names.DRIVER_RESET} requested)"
         return response
 
     def _on_timer(self) -> None:

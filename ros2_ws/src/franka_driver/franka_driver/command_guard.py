@@ -1,0 +1,162 @@
+"""The driver's last line: who may command the arm, and what a command may be (no rclpy here).
+
+The safety filter is the only path to the arm. The driver does not take that on trust:
+
+* **Source.** Exactly one publisher may exist on the command topic, and it must belong to the
+  configured node (``command_source_node``, the safety filter). Each message is accepted only
+  if its publisher GID is that publisher's (rmw message info), so a second publisher's
+  messages never reach the arm even before the graph shows it; when the graph does show
+  another publisher, or a second one under the filter's name, the guard latches a fault: the
+  arm brakes and holds until the foreign publisher is gone *and* someone resets.
+* **E-stop.** The driver honours the e-stop itself (``/franka/estop``, forwarded by the
+  filter's ``/safety/estop``): brake, hold, refuse everything until ``/franka/reset``.
+* **Command checks**, independent of the filter's: the FR3 hard position limits and
+  velocity limits (one table, :mod:`cdp_ros_common.fr3_limits`), the step between consecutive
+  accepted commands, the distance from the measured joints, and the TCP inside the workspace
+  box. A violation means the filter (or something posing as it) is broken: latch, brake, hold.
+
+A name on the graph can be claimed by anyone who can join the DDS domain; SROS2 access
+control (signed permissions per topic) is what makes "only the filter publishes here" hold
+against a hostile node, see franka_driver/README.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+from cdp_ros_common.fr3_limits import WORKSPACE_BOX_MAX, WORKSPACE_BOX_MIN
+from cdp_ros_common.names import SAFETY_FILTER_NODE
+
+from .backend import FR3
+
+
+@dataclasses.dataclass
+class GuardConfig:
+    """The guard's settings (part of the driver's ROS parameters)."""
+
+    #: Fully qualified node name of the only node allowed to publish commands ("" = any: tests only).
+    command_source_node: str = SAFETY_FILTER_NODE
+    #: Largest per-joint change (rad) between two consecutive accepted commands. The filter moves
+    #: at most 2.63 rad/s x 10 ms = 0.026 rad per tick.
+    max_step_rad: float = 0.05
+    #: Largest per-joint distance (rad) of a command from the measured joints. The filter keeps
+    #: its output within its resync tolerance (0.2) of them.
+    max_deviation_rad: float = 0.3
+    #: Workspace box of the commanded TCP (m, fr3_link0), checked with ``box_tolerance_m``.
+    box_min: tuple[float, float, float] = WORKSPACE_BOX_MIN
+    box_max: tuple[float, float, float] = WORKSPACE_BOX_MAX
+    box_tolerance_m: float = 0.005
+
+    def __post_init__(self) -> None:
+        if not (self.max_step_rad > 0 and self.max_deviation_rad > 0 and self.box_tolerance_m >= 0):
+            raise ValueError("max_step_rad and max_deviation_rad must be > 0, box_tolerance_m >= 0")
+        lo, hi = np.asarray(self.box_min, dtype=float), np.asarray(self.box_max, dtype=float)
+        if lo.shape != (3,) or hi.shape != (3,) or np.any(hi <= lo):
+            raise ValueError(f"empty workspace box {self.box_min}..{self.box_max}")
+
+
+Endpoint = tuple[str, bytes]  # (fully qualified node name, publisher GID)
+
+
+class CommandGuard:
+    """Accept / refuse each command; latch e-stop and faults (see module docstring)."""
+
+    def __init__(self, config: GuardConfig):
+        self.config = config
+        self.source_gid: bytes | None = None
+        self.estopped = False
+        self.fault = ""
+        self.foreign: list[str] = []
+        self.refused = 0
+        self.last_refusal = ""
+        self._last_q: np.ndarray | None = None
+
+    @property
+    def holding(self) -> bool:
+        """True while nothing may move the arm (e-stop or latched fault)."""
+        return self.estopped or bool(self.fault)
+
+    # -- the graph ------------------------------------------------------------------------
+    def update_publishers(self, endpoints: Sequence[Endpoint]) -> str | None:
+        """Take the command topic's publishers; returns a fault it latched now, else None."""
+        name = self.config.command_source_node
+        if not name:
+            self.source_gid, self.foreign = None, []
+            return None
+        own = [gid for node, gid in endpoints if node == name]
+        self.foreign = sorted(node for node, _ in endpoints if node != name)
+        if len(own) > 1:
+            self.foreign.append(f"{name} (a second publisher under the filter's name)")
+        self.source_gid = own[0] if len(own) == 1 else None
+        if self.foreign and not self.fault:
+            self.fault = (f"foreign publisher on the command topic: {', '.join(self.foreign)}; holding until it is "
+                          "gone and /franka/reset")
+            return self.fault
+        return None
+
+    # -- events ---------------------------------------------------------------------------
+    def estop(self) -> None:
+        self.estopped = True
+
+    def reset(self) -> tuple[bool, str]:
+        """Clear e-stop and faults, unless a foreign publisher is still there."""
+        if self.foreign:
+            return False, f"foreign publisher still on the command topic: {', '.join(self.foreign)}"
+        self.estopped, self.fault, self._last_q = False, "", None
+        return True, "e-stop and faults cleared; holding until the next command"
+
+    def forget_last(self) -> None:
+        """After a recovery or a hold, the next command is checked against the arm, not an old one."""
+        self._last_q = None
+
+    # -- commands -------------------------------------------------------------------------
+    def check(self, gid: bytes | None, q: np.ndarray, dq: np.ndarray | None, measured_q: np.ndarray | None,
+              tcp_position: np.ndarray | None) -> str | None:
+        """None if the command may go to the arm; else why not. Faults it finds are latched."""
+        if self.estopped:
+            return self._refuse("e-stop latched: holding until /franka/reset")
+        if self.fault:
+            return self._refuse(self.fault)
+        cfg = self.config
+        if cfg.command_source_node:
+            if self.source_gid is None:
+                return self._refuse(f"{cfg.command_source_node} is not (or not alone) on the command topic yet")
+            if gid is None or bytes(gid) != self.source_gid:
+                return self._refuse(f"command from a publisher other than {cfg.command_source_node}")
+        why = self._motion_problem(np.asarray(q, dtype=float), dq, measured_q, tcp_position)
+        if why is not None:
+            self.fault = f"last-line check: {why}; holding until /franka/reset"
+            return self._refuse(self.fault)
+        self._last_q = np.array(q, dtype=float)
+        return None
+
+    def _motion_problem(self, q: np.ndarray, dq: np.ndarray | None, measured_q: np.ndarray | None,
+                        tcp_position: np.ndarray | None) -> str | None:
+        cfg = self.config
+        if dq is not None and np.any(np.abs(dq) > np.asarray(FR3.v_max)):
+            j = int(np.argmax(np.abs(dq) / np.asarray(FR3.v_max)))
+            return f"fr3_joint{j + 1} velocity {dq[j]:.3f} rad/s beyond the FR3's {FR3.v_max[j]:.2f}"
+        if self._last_q is not None:
+            step = np.abs(q - self._last_q)
+            if np.any(step > cfg.max_step_rad):
+                j = int(np.argmax(step))
+                return f"fr3_joint{j + 1} steps {step[j]:.3f} rad between two commands (max {cfg.max_step_rad})"
+        if measured_q is not None:
+            dev = np.abs(q - np.asarray(measured_q, dtype=float))
+            if np.any(dev > cfg.max_deviation_rad):
+                j = int(np.argmax(dev))
+                return f"fr3_joint{j + 1} commanded {dev[j]:.3f} rad from the measured arm (max {cfg.max_deviation_rad})"
+        if tcp_position is not None:
+            x = np.asarray(tcp_position, dtype=float)
+            lo = np.asarray(cfg.box_min) - cfg.box_tolerance_m
+            hi = np.asarray(cfg.box_max) + cfg.box_tolerance_m
+            if np.any(x < lo) or np.any(x > hi):
+                return f"commanded TCP {np.round(x, 4).tolist()} outside the workspace box"
+        return None
+
+    def _refuse(self, why: str) -> str:
+        self.refused += 1
+        self.last_refusal = why
+        return why
