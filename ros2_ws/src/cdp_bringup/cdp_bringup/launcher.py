@@ -37,8 +37,12 @@ class NodeGraph:
     """The processes of a resolved node graph."""
 
     def __init__(self, specs: Sequence[NodeSpec], python: str = sys.executable, env: dict[str, str] | None = None,
-                 out=None):
+                 out=None, one_process_group: bool = False):
+        """``one_process_group``: every node in one new process group, as ``ros2 launch`` children
+        under a terminal are (so a Ctrl-C reaches them all at once); default: one session each."""
         self.specs = list(specs)
+        self.one_process_group = one_process_group
+        self.pgid: int | None = None
         self.python = python
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("PYTHONUNBUFFERED", "1")
@@ -68,8 +72,13 @@ class NodeGraph:
                 if self.check() is not None or (stop_event is not None and stop_event.is_set()):
                     return
                 time.sleep(0.05)
-            proc = subprocess.Popen(self.command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    env=self.env, start_new_session=True, preexec_fn=_default_sigint)
+            if self.one_process_group:
+                proc = subprocess.Popen(self.command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        env=self.env, process_group=self.pgid or 0, preexec_fn=_default_sigint)
+                self.pgid = self.pgid or proc.pid
+            else:
+                proc = subprocess.Popen(self.command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        env=self.env, start_new_session=True, preexec_fn=_default_sigint)
             reader = threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True)
             reader.start()
             self.nodes.append(RunningNode(spec, proc, reader))
@@ -90,19 +99,42 @@ class NodeGraph:
         for i, n in enumerate(reversed(self.nodes)):
             if n.process.poll() is None:
                 self._say("cdp-graph", f"stopping {n.spec.name}")
-                _signal(n.process, signal.SIGINT)
+                self._signal(n, signal.SIGINT)
                 try:
                     n.process.wait(timeout_s)
                 except subprocess.TimeoutExpired:
-                    _signal(n.process, signal.SIGTERM)
+                    self._signal(n, signal.SIGTERM)
                     try:
                         n.process.wait(2.0)
                     except subprocess.TimeoutExpired:
-                        _signal(n.process, signal.SIGKILL)
+                        self._signal(n, signal.SIGKILL)
                         n.process.wait()
             n.reader.join(timeout=1.0)
             if i == 0 and len(self.nodes) > 1:
                 time.sleep(HOLD_SETTLE_S)
+
+    def _signal(self, node: RunningNode, sig: int) -> None:
+        if self.one_process_group:
+            try:
+                node.process.send_signal(sig)
+            except ProcessLookupError:
+                pass
+        else:
+            _signal(node.process, sig)
+
+    def interrupt_like_a_terminal(self, second_after_s: float = 0.2) -> None:
+        """What Ctrl-C under ``ros2 launch`` does: SIGINT to the whole process group, then
+        launch's own SIGINT to each node (needs ``one_process_group``)."""
+        if self.pgid is None:
+            raise RuntimeError("interrupt_like_a_terminal needs one_process_group=True and a started graph")
+        try:
+            os.killpg(self.pgid, signal.SIGINT)
+        except ProcessLookupError:
+            return
+        time.sleep(second_after_s)
+        for n in self.nodes:
+            if n.process.poll() is None:
+                self._signal(n, signal.SIGINT)
 
     def __enter__(self) -> NodeGraph:
         self.start()

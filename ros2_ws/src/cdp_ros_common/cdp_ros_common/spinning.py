@@ -3,10 +3,18 @@
 rclpy's signal handler shuts the context down from another thread; an executor that is just
 building its next wait set then raises ``RCLError: the given context is not valid``. That is
 a clean stop, not a crash: reporting it as exit 1 made a correctly stopped node look failed.
+
+Once spinning ends the process is shutting down, and that shutdown must run to its end: a
+Ctrl-C in a terminal reaches every process of the group and ``ros2 launch`` then sends its own
+SIGINT (and SIGTERM after a timeout), which used to raise ``KeyboardInterrupt`` inside the
+driver's jerk-limited stop. :func:`spin` therefore ignores further SIGINT / SIGTERM when it
+returns (SIGKILL still ends a process that hangs).
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Any
 
 import rclpy
@@ -22,6 +30,16 @@ def spin(executor: Any) -> None:
     except Exception:
         if rclpy.ok(context=executor.context):
             raise
+    finally:
+        ignore_further_signals()
+
+
+def ignore_further_signals() -> None:
+    """Shutdown has begun: SIGINT and SIGTERM from now on must not cut it short (module docstring)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def spin_node(node: Any) -> None:

@@ -91,6 +91,10 @@ class SimRobotNode(Node):
         return res
 
     def destroy_node(self) -> None:
+        if self.sim.alive:
+            v = self.sim.wait_for_rest(self.config.shutdown_grace_s)
+            print(f"sim_robot: arm {'at rest' if v < 1e-3 else 'still moving'} when the simulator stopped "
+                  f"(max |dq| {v:.4f} rad/s)", flush=True)
         self.sim.stop()
         super().destroy_node()
 

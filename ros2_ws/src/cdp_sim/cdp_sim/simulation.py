@@ -8,6 +8,7 @@ their own processes, exactly as to a real arm.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ class SimConfig:
     #: 1.0 = real time (what a libfranka client expects); physics is always 1 kHz.
     realtime_factor: float = 1.0
     ground_truth_rate_hz: float = 30.0
+    #: On shutdown the simulated arm keeps running until it has rested for 0.2 s or this long (s):
+    #: under ``ros2 launch`` every node gets SIGINT at once, and the driver's jerk-limited stop
+    #: needs a live arm to stop.
+    shutdown_grace_s: float = 4.0
     #: Where the ground-truth object pose goes: straight to the policy's input, or (perception in
     #: the loop) to /sim/object_pose, which the simulated camera renders from.
     object_pose_topic: str = "/perception/object_pose"
@@ -89,6 +94,19 @@ class TaskSimulation:
         except BaseException as exc:  # surfaced through .error; the node turns it into a fatal diagnostic
             self._error = exc
             self._running = False
+
+    def wait_for_rest(self, timeout_s: float, speed: float = 1e-3, hold_s: float = 0.2) -> float:
+        """Keep simulating until the arm's joint speeds stayed below ``speed`` for ``hold_s``
+        (or ``timeout_s`` passed); returns the last max |dq| (rad/s)."""
+        t_end, rest_since, v = time.monotonic() + timeout_s, None, math.inf
+        while self.alive and time.monotonic() < t_end:
+            v = float(np.max(np.abs(np.array(self.robot.inner_state.dq))))
+            now = time.monotonic()
+            rest_since = (rest_since or now) if v < speed else None
+            if rest_since is not None and now - rest_since >= hold_s:
+                break
+            time.sleep(0.01)
+        return v
 
     def stop(self) -> None:
         self._running = False

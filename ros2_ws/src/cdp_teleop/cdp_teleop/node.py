@@ -26,6 +26,7 @@ import rclpy
 from cdp_ros_common import diagnostics, names
 from cdp_ros_common.conversions import chunk_to_msg, msg_to_pose
 from cdp_ros_common.params import declare_dataclass
+from cdp_ros_common.spinning import ignore_further_signals
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import Parameter as ParameterMsg
@@ -352,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"teleop_node: {exc}", file=sys.stderr)
         code = 2
     finally:
+        ignore_further_signals()
         if node is not None:
             node.done.set()
             node.destroy_node()

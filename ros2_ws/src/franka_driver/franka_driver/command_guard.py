@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 from cdp_ros_common.fr3_limits import WORKSPACE_BOX_MAX, WORKSPACE_BOX_MIN
 from cdp_ros_common.names import SAFETY_FILTER_NODE
+from cdp_ros_common.sole_publisher import Endpoint, SolePublisher
 
 from .backend import FR3
 
@@ -57,21 +58,22 @@ class GuardConfig:
             raise ValueError(f"empty workspace box {self.box_min}..{self.box_max}")
 
 
-Endpoint = tuple[str, bytes]  # (fully qualified node name, publisher GID)
-
-
 class CommandGuard:
     """Accept / refuse each command; latch e-stop and faults (see module docstring)."""
 
     def __init__(self, config: GuardConfig):
         self.config = config
-        self.source_gid: bytes | None = None
+        self.source = SolePublisher(config.command_source_node)
         self.estopped = False
         self.fault = ""
-        self.foreign: list[str] = []
         self.refused = 0
         self.last_refusal = ""
         self._last_q: np.ndarray | None = None
+
+    @property
+    def foreign(self) -> list[str]:
+        """Publishers on the command topic other than the configured source."""
+        return self.source.foreign
 
     @property
     def holding(self) -> bool:
@@ -81,16 +83,7 @@ class CommandGuard:
     # -- the graph ------------------------------------------------------------------------
     def update_publishers(self, endpoints: Sequence[Endpoint]) -> str | None:
         """Take the command topic's publishers; returns a fault it latched now, else None."""
-        name = self.config.command_source_node
-        if not name:
-            self.source_gid, self.foreign = None, []
-            return None
-        own = [gid for node, gid in endpoints if node == name]
-        self.foreign = sorted(node for node, _ in endpoints if node != name)
-        if len(own) > 1:
-            self.foreign.append(f"{name} (a second publisher under the filter's name)")
-        self.source_gid = own[0] if len(own) == 1 else None
-        if self.foreign and not self.fault:
+        if self.source.update(endpoints) and not self.fault:
             self.fault = (f"foreign publisher on the command topic: {', '.join(self.foreign)}; holding until it is "
                           "gone and /franka/reset")
             return self.fault
@@ -120,11 +113,10 @@ class CommandGuard:
         if self.fault:
             return self._refuse(self.fault)
         cfg = self.config
-        if cfg.command_source_node:
-            if self.source_gid is None:
-                return self._refuse(f"{cfg.command_source_node} is not (or not alone) on the command topic yet")
-            if gid is None or bytes(gid) != self.source_gid:
-                return self._refuse(f"command from a publisher other than {cfg.command_source_node}")
+        if not self.source.known:
+            return self._refuse(f"{cfg.command_source_node} is not (or not alone) on the command topic yet")
+        if not self.source.accepts(gid):
+            return self._refuse(f"command from a publisher other than {cfg.command_source_node}")
         why = self._motion_problem(np.asarray(q, dtype=float), dq, measured_q, tcp_position)
         if why is not None:
             self.fault = f"last-line check: {why}; holding until /franka/reset"

@@ -26,7 +26,8 @@ from cdp_ros_common import diagnostics as diag
 from cdp_ros_common import names
 from cdp_ros_common.conversions import MessageError, pose_to_msg
 from cdp_ros_common.params import declare_dataclass
-from cdp_ros_common.spinning import spin
+from cdp_ros_common.sole_publisher import graph_endpoints, message_gid
+from cdp_ros_common.spinning import ignore_further_signals, spin
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -98,11 +99,6 @@ class FrankaDriverNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     # --- commands -----------------------------------------------------------------------
-    @staticmethod
-    def _gid(info: dict | None) -> bytes | None:
-        gid = (info or {}).get("publisher_gid")
-        return bytes(gid["data"]) if gid and gid.get("data") is not None else None
-
     def _guard_refused(self, why: str | None, was_holding: bool) -> bool:
         """After a guard check: brake once when it just latched a hold; True if refused (lock held)."""
         if why is None:
@@ -126,7 +122,7 @@ class FrankaDriverNode(Node):
         with self._lock:
             was_holding = self.guard.holding
             tcp = tcp_pose(q, st.f_t_ee)[0] if st is not None else None
-            why = self.guard.check(self._gid(info), q, dq, st.q if st is not None else None, tcp)
+            why = self.guard.check(message_gid(info), q, dq, st.q if st is not None else None, tcp)
             if self._guard_refused(why, was_holding):
                 return
             if not self.config.use_command_velocity:
@@ -145,7 +141,7 @@ class FrankaDriverNode(Node):
         with self._lock:
             was_holding = self.guard.holding
             # Joint-space checks do not apply to a pose; the box does (franky's IK owns the joints).
-            why = self.guard.check(self._gid(info), self._last_state.q if self._last_state else np.zeros(7), None,
+            why = self.guard.check(message_gid(info), self._last_state.q if self._last_state else np.zeros(7), None,
                                    None, pos)
             if self._guard_refused(why, was_holding):
                 return
@@ -155,10 +151,7 @@ class FrankaDriverNode(Node):
                 self.monitor.refused += 1
 
     def _on_graph_timer(self) -> None:
-        endpoints = []
-        for info in self.get_publishers_info_by_topic(self._command_topic):
-            ns = info.node_namespace.rstrip("/")
-            endpoints.append((f"{ns}/{info.node_name}", bytes(info.endpoint_gid)))
+        endpoints = graph_endpoints(self, self._command_topic)
         with self._lock:
             fault = self.guard.update_publishers(endpoints)
             if fault is not None:
@@ -282,9 +275,21 @@ class FrankaDriverNode(Node):
         return response
 
     def shutdown(self) -> None:
-        """Stop motion (jerk-limited) and release the backend."""
+        """Stop motion (jerk-limited), report that the arm rests, then release the backend.
+
+        The arm's safety at shutdown does not depend on the order in which the graph stops: the
+        driver takes no command once its executor stopped, and brakes to rest itself here.
+        """
         try:
             self.backend.stop()
+            try:
+                st = self.backend.read_state()
+                speed = float(np.max(np.abs(st.dq)))
+                words = "at rest" if speed < 0.01 else "STILL MOVING"
+                print(f"franka_driver: stopped; arm {words} before disconnecting (max |dq| {speed:.4f} rad/s)",
+                      flush=True)
+            except BackendError as exc:
+                print(f"franka_driver: stopped; no final state ({exc})", flush=True)
         finally:
             self.backend.close()
 
@@ -304,6 +309,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"franka_driver: {exc}", file=sys.stderr)
         code = 1
     finally:
+        ignore_further_signals()  # also when the signal came before spinning (connecting)
         if node is not None:
             node.shutdown()
             node.destroy_node()

@@ -34,7 +34,7 @@ def test_nothing_is_accepted_before_the_filter_is_on_the_graph():
 
 @pytest.mark.parametrize("endpoints, words", [
     ([("/safety_filter", FILTER), ("/rogue", ROGUE)], "/rogue"),
-    ([("/safety_filter", FILTER), ("/safety_filter", ROGUE)], "second publisher under the filter's name"),
+    ([("/safety_filter", FILTER), ("/safety_filter", ROGUE)], "second publisher under that name"),
     ([("/ns/safety_filter", ROGUE)], "/ns/safety_filter"),
 ])
 def test_a_second_publisher_latches_a_hold_until_it_is_gone_and_reset(endpoints, words):

@@ -66,7 +66,7 @@ class SafetyConfig:
     #: A resync ends when the output rests within this (rad) of the measured joints.
     resync_done_rad: float = 0.01
     #: Once measured joints have arrived, none for this long (s) => brake and hold.
-    measured_timeout_s: float = 0.1
+    measured_timeout_s: float = 0.25
     #: The arm lagging the filter's output by more than this (rad) scales the speed down, to zero
     #: at lag_hold_rad: the filter waits for an arm that is slower than its commands (a heavy
     #: payload, a simulator running below real time) instead of running ahead into a resync.
@@ -176,6 +176,12 @@ class _FilterCore:
         self._command = None
         self._stale = False
         self._epoch = t_now
+
+    def latch_fault(self, why: str) -> None:
+        """Latch a fault found outside the filter (e.g. a foreign publisher of the measured state):
+        brake and hold until :meth:`reset`."""
+        self._fault = why
+        self._command = None
 
     def drop_command(self, t_now: float) -> None:
         """Forget the current command (the input was handed to another source): brake and hold

@@ -13,8 +13,8 @@ A command whose header stamp is zero counts as observed "now". Every callback ta
 around the filter, so the node is safe under a MultiThreadedExecutor.
 
 Work per input message is bounded so that no flood can starve the output timer: a callback
-only files the message (latest joint state and speed scale; at most ``input_queue`` commands
-per source, the oldest dropped and counted as ``superseded``), and the timer parses and
+only files the message (the latest speed scale; at most ``input_queue`` joint states and
+commands, the oldest dropped, commands counted as ``superseded``), and the timer parses and
 validates what was filed, then steps the filter. Reasons are counted by kind
 (:mod:`safety_filter.reasons`), so neither memory nor ``/diagnostics`` grows with what a source sends.
 """
@@ -34,6 +34,7 @@ from cdp_ros_common import names
 from cdp_ros_common.conversions import MessageError, msg_to_chunk, msg_to_pose, pose_to_msg, sec_to_time
 from cdp_ros_common.diagnostics import ERROR, OK, STALE, WARN, array, status
 from cdp_ros_common.params import declare_dataclass
+from cdp_ros_common.sole_publisher import SolePublisher, graph_endpoints, message_gid
 from cdp_ros_common.spinning import spin
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
@@ -67,6 +68,10 @@ class NodeConfig:
     diagnostics_period_s: float = 1.0
     #: Commands kept per source between two ticks; older ones are dropped (counted "superseded").
     input_queue: int = 4
+    #: Fully qualified name of the only node whose /joint_states the filter believes (the driver;
+    #: "" = any, bench tests only). Another publisher there latches a fault: a forged measured
+    #: state would otherwise steer the resync.
+    measured_source_node: str = "/franka_driver"
 
 
 def _flat_safety_config_class() -> type:
@@ -104,7 +109,8 @@ class SafetyFilterNode(Node):
         self._pending: dict[str, None] = {}  # ordered set: a flood of one note stays one entry
         # Filed by the callbacks, processed by the timer (bounded work per message).
         self._inbox: collections.deque = collections.deque(maxlen=nc.input_queue)
-        self._latest_joints: JointState | None = None
+        self._joint_inbox: collections.deque = collections.deque(maxlen=nc.input_queue)
+        self._measured_source = SolePublisher(nc.measured_source_node)
         self._latest_speed: Float64 | None = None
         self._last_reasons: frozenset[str] = frozenset()
         self._last_report = -1e9
@@ -137,6 +143,7 @@ class SafetyFilterNode(Node):
         self._driver_reset = self.create_client(Trigger, names.DRIVER_RESET, callback_group=group)
         self.create_timer(self.config.dt, self._on_timer, callback_group=group)
         self.create_timer(nc.diagnostics_period_s, self._on_diagnostics, callback_group=group)
+        self.create_timer(0.1, self._on_graph_timer, callback_group=group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f"safety filter: {nc.command_mode} mode, active source {nc.active_source}, {self.config.rate_hz:g} Hz, "
@@ -172,9 +179,19 @@ class SafetyFilterNode(Node):
         self._pending[text] = None
 
     # -- callbacks: file the message, nothing else (bounded work per message) ---------------------
-    def _on_joint_states(self, msg: JointState) -> None:
+    def _on_joint_states(self, msg: JointState, info: dict) -> None:
         with self._lock:
-            self._latest_joints = msg
+            self._joint_inbox.append((msg, message_gid(info)))
+
+    def _on_graph_timer(self) -> None:
+        endpoints = graph_endpoints(self, names.JOINT_STATES)
+        with self._lock:
+            foreign = self._measured_source.update(endpoints)
+            if foreign and self.filter.fault is None:
+                why = f"foreign publisher on {names.JOINT_STATES}: {', '.join(foreign)}"
+                self.filter.latch_fault(why)
+                self._note(reason(Intervention.FAULT, why + "; holding until it is gone and /safety/reset"))
+                self.get_logger().error(f"holding: {why}")
 
     def _on_speed_scale(self, msg: Float64) -> None:
         with self._lock:
@@ -199,9 +216,12 @@ class SafetyFilterNode(Node):
 
     # -- processing, once per tick (caller holds the lock) ----------------------------------------
     def _process_inputs(self) -> None:
-        msg, self._latest_joints = self._latest_joints, None
-        if msg is not None:
-            self._take_joint_state(msg)
+        while self._joint_inbox:
+            msg, gid = self._joint_inbox.popleft()
+            if self._measured_source.accepts(gid):
+                self._take_joint_state(msg)
+            else:
+                self.filter.rejected[Reject.FOREIGN_SOURCE.value] += 1
         speed, self._latest_speed = self._latest_speed, None
         if speed is not None:
             why = self.filter.set_speed_scale(speed.data)
@@ -285,6 +305,11 @@ class SafetyFilterNode(Node):
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
+            if self._measured_source.foreign:
+                response.success = False
+                response.message = (f"foreign publisher still on {names.JOINT_STATES}: "
+                                    f"{', '.join(self._measured_source.foreign)}")
+                return response
             self.filter.reset(self._now())
             self._inbox.clear()
             self._note(reason(Intervention.RESET, "e-stop and faults cleared; holding until a new command"))

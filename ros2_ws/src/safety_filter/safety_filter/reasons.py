@@ -33,6 +33,8 @@ class Reject(str, Enum):
     QUATERNION = "quaternion"
     SPEED_SCALE = "speed_scale"
     MEASURED_UNUSABLE = "measured_unusable"
+    #: A measured state from a publisher other than the driver.
+    FOREIGN_SOURCE = "foreign_source"
     #: The per-tick input queue was full: the oldest unprocessed message was dropped.
     SUPERSEDED = "superseded"
 

@@ -89,6 +89,7 @@ def graph():
     node = SafetyFilterNode(context=context, parameter_overrides=[
         Parameter("stale_timeout_s", value=1.0),  # a busy CI machine must not trip the watchdog
         Parameter("limits.velocity_scale", value=0.4),
+        Parameter("measured_source_node", value="/safety_filter_test_peer"),  # the peer plays the driver
     ])
     peer = Peer(context)
     # One single-threaded executor per node, each in its own thread: rclpy's MultiThreadedExecutor
@@ -243,7 +244,7 @@ def test_cartesian_mode_publishes_pose_commands_inside_the_box():
     try:
         node = SafetyFilterNode(context=context, parameter_overrides=[
             Parameter("command_mode", value="cartesian"), Parameter("active_source", value="teleop"),
-            Parameter("stale_timeout_s", value=1.0)])
+            Parameter("stale_timeout_s", value=1.0), Parameter("measured_source_node", value="/cartesian_peer")])
         peer = Node("cartesian_peer", context=context)
         poses: list[PoseStamped] = []
         lock = threading.Lock()
