@@ -92,9 +92,9 @@ class SimRobotNode(Node):
 
     def destroy_node(self) -> None:
         if self.sim.alive:
-            v = self.sim.wait_for_rest(self.config.shutdown_grace_s)
-            print(f"sim_robot: arm {'at rest' if v < 1e-3 else 'still moving'} when the simulator stopped "
-                  f"(max |dq| {v:.4f} rad/s)", flush=True)
+            spread = self.sim.wait_for_rest(self.config.shutdown_grace_s)
+            print(f"sim_robot: arm {'at rest' if spread < 5e-4 else 'still moving'} when the simulator stopped "
+                  f"(joints moved {spread * 1e3:.2f} mrad in the last 0.2 s)", flush=True)
         self.sim.stop()
         super().destroy_node()
 

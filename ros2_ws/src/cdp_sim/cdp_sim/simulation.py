@@ -95,18 +95,19 @@ class TaskSimulation:
             self._error = exc
             self._running = False
 
-    def wait_for_rest(self, timeout_s: float, speed: float = 1e-3, hold_s: float = 0.2) -> float:
-        """Keep simulating until the arm's joint speeds stayed below ``speed`` for ``hold_s``
-        (or ``timeout_s`` passed); returns the last max |dq| (rad/s)."""
-        t_end, rest_since, v = time.monotonic() + timeout_s, None, math.inf
+    def wait_for_rest(self, timeout_s: float, spread_rad: float = 5e-4, window_s: float = 0.2) -> float:
+        """Keep simulating until the arm's joints moved less than ``spread_rad`` (peak to peak) over
+        ``window_s``, or ``timeout_s`` passed; returns the last spread (rad)."""
+        t_end, spread, window = time.monotonic() + timeout_s, math.inf, []
         while self.alive and time.monotonic() < t_end:
-            v = float(np.max(np.abs(np.array(self.robot.inner_state.dq))))
             now = time.monotonic()
-            rest_since = (rest_since or now) if v < speed else None
-            if rest_since is not None and now - rest_since >= hold_s:
-                break
+            window = [(t, q) for t, q in window if now - t <= window_s] + [(now, np.array(self.robot.inner_state.q)[:7])]
+            if now - window[0][0] >= 0.9 * window_s:
+                spread = float(np.max(np.ptp(np.array([q for _, q in window]), axis=0)))
+                if spread < spread_rad:
+                    break
             time.sleep(0.01)
-        return v
+        return spread
 
     def stop(self) -> None:
         self._running = False

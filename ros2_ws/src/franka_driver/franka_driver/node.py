@@ -280,14 +280,28 @@ class FrankaDriverNode(Node):
         The arm's safety at shutdown does not depend on the order in which the graph stops: the
         driver takes no command once its executor stopped, and brakes to rest itself here.
         """
+        import time
+
         try:
             self.backend.stop()
+            # The command comes to rest first; the arm follows a moment later (tracking lag). The
+            # driver disconnects once the *measured* joints rest: peak-to-peak below 0.5 mrad over
+            # 0.1 s (joint velocities chatter around zero in a stiff hold), or after 3 s.
+            window: list[tuple[float, np.ndarray]] = []
+            spread, rested, t_end = float("inf"), False, time.monotonic() + 3.0
             try:
-                st = self.backend.read_state()
-                speed = float(np.max(np.abs(st.dq)))
-                words = "at rest" if speed < 0.01 else "STILL MOVING"
-                print(f"franka_driver: stopped; arm {words} before disconnecting (max |dq| {speed:.4f} rad/s)",
-                      flush=True)
+                while time.monotonic() < t_end:
+                    now = time.monotonic()
+                    window = [(t, q) for t, q in window if now - t <= 0.1] + [(now, self.backend.read_state().q)]
+                    if now - window[0][0] >= 0.09:
+                        spread = float(np.max(np.ptp(np.array([q for _, q in window]), axis=0)))
+                        if spread < 5e-4:
+                            rested = True
+                            break
+                    time.sleep(0.005)
+                words = "at rest" if rested else "STILL MOVING"
+                print(f"franka_driver: stopped; arm {words} before disconnecting (joints moved {spread * 1e3:.2f} mrad "
+                      "in the last 0.1 s)", flush=True)
             except BackendError as exc:
                 print(f"franka_driver: stopped; no final state ({exc})", flush=True)
         finally:

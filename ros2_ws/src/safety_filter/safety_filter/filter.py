@@ -24,7 +24,7 @@ back in instead of freezing.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,9 +60,14 @@ class SafetyConfig:
     max_tilt_rad: float = 1.2
     #: Commands whose first point is due further than this in the future are rejected (clock mismatch).
     max_future_s: float = 2.0
-    #: Measured joints further than this (rad) from the filter state => drop the command and
-    #: resync: the output converges to the measured joints on a jerk-limited path (never a step).
+    #: Measured joints further than this (rad) from every output of the last ``resync_history_s``
+    #: => drop the command and resync: the output converges to the measured joints on a
+    #: jerk-limited path (never a step).
     resync_tolerance_rad: float = 0.2
+    #: An arm that tracks the output late is where the output was a moment ago, not where it is:
+    #: drift is measured against the outputs of this last stretch (s), so a delayed arm after a
+    #: reversal at speed is not mistaken for a reflex or a push.
+    resync_history_s: float = 0.4
     #: A resync ends when the output rests within this (rad) of the measured joints.
     resync_done_rad: float = 0.01
     #: Once measured joints have arrived, none for this long (s) => brake and hold.
@@ -89,6 +94,8 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
             raise ValueError(f"rate_hz must be positive, got {self.rate_hz}")
+        if not self.resync_history_s >= 0:
+            raise ValueError(f"resync_history_s must be >= 0, got {self.resync_history_s}")
         if not self.measured_timeout_s > 0:
             raise ValueError(f"measured_timeout_s must be positive, got {self.measured_timeout_s}")
         if not self.stale_timeout_s > 0 or not self.max_step_rad > 0 or not self.lookahead_s >= 0:
@@ -286,6 +293,8 @@ class SafetyFilter(_FilterCore):
         self._safe_target = np.zeros(7)
         self._measured: np.ndarray | None = None  # last measured joints (from check_drift)
         self._measured_t = -math.inf
+        #: Outputs of the last resync_history_s (drift is measured against all of them).
+        self._recent: deque[np.ndarray] = deque(maxlen=max(1, int(math.ceil(config.resync_history_s / config.dt))))
         #: While tracking: bound (rad) on |braking path - measured| the guard's check enforces; None = off.
         self._lag_bound: float | None = None
 
@@ -365,12 +374,15 @@ class SafetyFilter(_FilterCore):
         if q.shape != (7,) or not np.isfinite(q).all():
             return self._reject(Reject.MEASURED_UNUSABLE, "measured joint state unusable")
         self._measured, self._measured_t = q.copy(), float(t)
-        drift = float(np.max(np.abs(q - self._guard.p)))
+        lag = float(np.max(np.abs(q - self._guard.p)))
         if self._resync:
             return None
+        drift = lag
+        if lag > self.config.resync_tolerance_rad and self._recent:
+            drift = min(lag, float(np.min(np.max(np.abs(np.asarray(self._recent) - q), axis=1))))
         if drift <= self.config.resync_tolerance_rad:
             lo, hi = self.config.lag_slowdown_rad, self.config.lag_hold_rad
-            self._lag_scale = 1.0 if drift <= lo else max(0.0, (hi - drift) / (hi - lo))
+            self._lag_scale = 1.0 if lag <= lo else max(0.0, (hi - lag) / (hi - lo))
             return None
         self._lag_scale = 1.0
         self._resync = True
@@ -509,6 +521,7 @@ class SafetyFilter(_FilterCore):
             raise FloatingPointError("safety filter state became non-finite")
         self._count(notes)
         self.last_output_time = t_now
+        self._recent.append(g.p.copy())
         return FilterOutput(t_now, g.p.copy(), g.v.copy(), g.a.copy(), notes, mode)
 
     @property
