@@ -22,6 +22,9 @@ GRAPH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graph.yaml")
 def _nodes(context, *_args, **_kwargs):
     graph = load_graph(GRAPH)
     given = {name: LaunchConfiguration(name).perform(context) for name in graph.get("arguments", {})}
+    # Every name:=value on the command line is a launch configuration: one graph.yaml does not
+    # declare is a typo (robot_ipp:=...), refused here exactly as cdp-graph refuses it.
+    given.update({k: v for k, v in context.launch_configurations.items() if k not in given})
     actions = []
     for spec in resolve(graph, given):
         node = Node(

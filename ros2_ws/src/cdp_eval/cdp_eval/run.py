@@ -123,15 +123,16 @@ def intervention_onsets(messages: list[str]) -> tuple[int, int]:
 
 
 def intervention_reasons(messages: list[str]) -> dict[str, int]:
-    """How often each kind of reason appeared (numbers stripped, so 'speed_scaled: 0.02' counts as one kind)."""
-    import re
+    """How often each kind of reason appeared: the filter's fixed set of kinds
+    (:class:`safety_filter.reasons.Intervention`), never the text with its numbers."""
+    from safety_filter.reasons import kind_of
 
     counts: dict[str, int] = {}
     for m in messages:
         if m == "none":
             continue
         for part in m.split("; "):
-            kind = re.sub(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?", "#", part.strip())
+            kind = kind_of(part).value
             counts[kind] = counts.get(kind, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 

@@ -429,3 +429,23 @@ def test_a_lagging_arm_slows_the_filter_down_and_it_waits():
     assert lead < f.config.resync_tolerance_rad  # waited (braking included) instead of running into a resync
     assert f.interventions["resync"] == 0
     assert any("lagging" in " ".join(o.interventions) for o in outs)
+
+
+def test_reasons_are_a_bounded_set_of_kinds_whatever_the_input():
+    """Stamps, values and shapes that vary never create new counter keys (diagnostics stay bounded)."""
+    from safety_filter.reasons import Intervention, Reject, kind_of
+
+    r = Run()
+    rng = np.random.default_rng(3)
+    for k in range(400):
+        t0 = r.t + rng.uniform(-30.0, 30.0)
+        q = Q0 + rng.normal(0.0, 0.5, size=(int(rng.integers(1, 4)), 7))
+        if k % 7 == 0:
+            q[0, k % 7] = np.nan
+        r.f.set_chunk(t0 + 0.1 * np.arange(len(q)), q, "policy", r.t)
+        r.f.set_speed_scale(rng.choice([np.nan, rng.uniform(-1, 2)]))
+        r.steps(1)
+    assert set(r.f.rejected) <= {k.value for k in Reject}, r.f.rejected
+    assert set(r.f.interventions) <= {k.value for k in Intervention}, r.f.interventions
+    assert len(r.f.rejected) > 3
+    assert all(kind_of(n) is not Intervention.OTHER for o in r.outs for n in o.interventions)
