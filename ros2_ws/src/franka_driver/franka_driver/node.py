@@ -55,6 +55,8 @@ class FrankaDriverNode(Node):
         self._lock = threading.Lock()  # monitor + command hand-over (subscription vs. timer threads)
         self._last_state: ArmState | None = None
         self._published = 0
+        self._repeated = 0  # states not re-published because the robot time had not advanced
+        self._last_published_time = math.nan
         self._last_error = ""
 
         self._io_group = MutuallyExclusiveCallbackGroup()
@@ -197,6 +199,13 @@ class FrankaDriverNode(Node):
         if st.error and st.error != self._last_error:
             self.get_logger().error(f"robot error: {st.error}")
         self._last_error = st.error
+        if st.time == self._last_published_time:
+            # No new sample from the robot since the last message (the control loop was late, or
+            # the connection is gone): re-sending it with a fresh stamp would tell the filter and
+            # the policy the arm stopped. Skip it; a stream that stops makes its readers hold.
+            self._repeated += 1
+            return
+        self._last_published_time = st.time
         js = JointState()
         js.header.stamp = self.get_clock().now().to_msg()
         js.name = names.JOINT_NAMES + names.FINGER_NAMES
@@ -225,6 +234,7 @@ class FrankaDriverNode(Node):
                 "last_reject_reason": m.last_reject_reason,
                 "last_command_age_s": m.age(now),
                 "states_published": self._published,
+                "states_not_new": self._repeated,
                 "gripper": self.backend.gripper_status,
                 "backend": self.config.backend,
                 "estop": self.guard.estopped,
