@@ -560,6 +560,7 @@ class CartesianSafetyFilter(_FilterCore):
         self._slack_tilt = 0.0
         self._safe_rot = np.zeros(3)
         self._measured: np.ndarray | None = None  # measured TCP in the filter's chart (6,)
+        self._measured_t = -math.inf
 
     def _rotations(self, r: np.ndarray) -> np.ndarray:
         return rotvec_to_matrix(r) @ self._r_ref
@@ -646,6 +647,7 @@ class CartesianSafetyFilter(_FilterCore):
         if np.linalg.norm(r) > self.config.cartesian_chart_limit_rad:
             r = self._guard.p[3:].copy()  # beyond the chart: converge the position only
         self._measured = np.concatenate([tf[:3, 3], r])
+        self._measured_t = float(t)
         if self._resync:
             return None
         drift = float(np.linalg.norm(tf[:3, 3] - self._guard.p[:3]))
@@ -683,7 +685,11 @@ class CartesianSafetyFilter(_FilterCore):
         mode, brake, notes = self._mode(t_now)
         g = self._guard
         target = tv = v_max = None
-        if self._resync and mode not in ("estop", "fault"):
+        if self._measured is not None and t_now - self._measured_t > self.config.measured_timeout_s \
+                and mode not in ("estop", "fault"):
+            mode, brake = "stale", True  # where the arm is is unknown: brake and hold (joint filter)
+            notes.append(reason(Intervention.STALE, f"no measured joint state for {t_now - self._measured_t:.3f} s: holding"))
+        elif self._resync and mode not in ("estop", "fault"):
             m = self._measured
             assert m is not None
             if g.at_rest and float(np.linalg.norm(g.p[:3] - m[:3])) <= 0.002:

@@ -145,3 +145,17 @@ def test_resync_on_drift_converges_without_a_step():
     assert np.max(np.linalg.norm(np.diff(x, axis=0), axis=1)) <= v_lin * DT + 1e-9
     assert r.target(goal[:3, 3]) is None  # takes targets again
 
+
+
+def test_measured_state_that_stops_arriving_brakes_and_holds():
+    r = Run()
+    x = HOME_X + np.array([0.1, 0.0, 0.0])
+    for _ in range(20):  # measured joints flowing, target accepted: moving
+        r.f.check_drift(Q0, r.t)
+        r.target(x)
+        r.steps(1)
+    for _ in range(120):  # the driver goes quiet; the source keeps sending
+        r.target(x)
+        r.steps(1)
+    assert r.outs[-1].mode == "stale"
+    assert np.all(r.outs[-1].velocity == 0.0)
