@@ -12,8 +12,9 @@ The safety filter is the only path to the arm. The driver does not take that on 
   filter's ``/safety/estop``): brake, hold, refuse everything until ``/franka/reset``.
 * **Command checks**, independent of the filter's: the FR3 hard position limits and
   velocity limits (one table, :mod:`cdp_ros_common.fr3_limits`), the step between consecutive
-  accepted commands, the distance from the measured joints, and the TCP inside the workspace
-  box. A violation means the filter (or something posing as it) is broken: latch, brake, hold.
+  accepted commands and the TCP inside the workspace box: a violation means the filter (or
+  something posing as it) is broken: latch, brake, hold. A target too far from the measured
+  joints is refused without latching (after a reflex the filter's resync brings it back).
 
 A name on the graph can be claimed by anyone who can join the DDS domain; SROS2 access
 control (signed permissions per topic) is what makes "only the filter publishes here" hold
@@ -117,15 +118,25 @@ class CommandGuard:
             return self._refuse(f"{cfg.command_source_node} is not (or not alone) on the command topic yet")
         if not self.source.accepts(gid):
             return self._refuse(f"command from a publisher other than {cfg.command_source_node}")
-        why = self._motion_problem(np.asarray(q, dtype=float), dq, measured_q, tcp_position)
+        q = np.asarray(q, dtype=float)
+        if measured_q is not None:
+            dev = np.abs(q - np.asarray(measured_q, dtype=float))
+            if np.any(dev > cfg.max_deviation_rad):
+                # Refused, not latched: after a reflex or a push the filter's output converges
+                # back to the arm (its resync) and is taken again once it is near. The next
+                # accepted command is checked against the arm, not against an old command.
+                j = int(np.argmax(dev))
+                self._last_q = None
+                return self._refuse(f"fr3_joint{j + 1} commanded {dev[j]:.3f} rad from the measured arm "
+                                    f"(max {cfg.max_deviation_rad})")
+        why = self._motion_problem(q, dq, tcp_position)
         if why is not None:
             self.fault = f"last-line check: {why}; holding until /franka/reset"
             return self._refuse(self.fault)
-        self._last_q = np.array(q, dtype=float)
+        self._last_q = q.copy()
         return None
 
-    def _motion_problem(self, q: np.ndarray, dq: np.ndarray | None, measured_q: np.ndarray | None,
-                        tcp_position: np.ndarray | None) -> str | None:
+    def _motion_problem(self, q: np.ndarray, dq: np.ndarray | None, tcp_position: np.ndarray | None) -> str | None:
         cfg = self.config
         if dq is not None and np.any(np.abs(dq) > np.asarray(FR3.v_max)):
             j = int(np.argmax(np.abs(dq) / np.asarray(FR3.v_max)))
@@ -135,11 +146,6 @@ class CommandGuard:
             if np.any(step > cfg.max_step_rad):
                 j = int(np.argmax(step))
                 return f"fr3_joint{j + 1} steps {step[j]:.3f} rad between two commands (max {cfg.max_step_rad})"
-        if measured_q is not None:
-            dev = np.abs(q - np.asarray(measured_q, dtype=float))
-            if np.any(dev > cfg.max_deviation_rad):
-                j = int(np.argmax(dev))
-                return f"fr3_joint{j + 1} commanded {dev[j]:.3f} rad from the measured arm (max {cfg.max_deviation_rad})"
         if tcp_position is not None:
             x = np.asarray(tcp_position, dtype=float)
             lo = np.asarray(cfg.box_min) - cfg.box_tolerance_m

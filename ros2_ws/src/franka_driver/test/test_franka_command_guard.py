@@ -73,6 +73,8 @@ def test_deviation_from_the_measured_arm_and_box_are_checked():
     g = guard()
     far = Q0 + np.r_[0.0, 0.31, np.zeros(5)]
     assert "from the measured arm" in g.check(FILTER, far, None, Q0, TCP0)
+    assert not g.holding  # refused, not latched: the filter's resync brings its output back
+    assert g.check(FILTER, far, None, far - 0.01, TCP0) is None  # near the arm again: taken
     g = guard()
     assert "workspace box" in g.check(FILTER, Q0, None, Q0, np.array([0.46, 0.0, 0.01]))
     g = guard()
