@@ -12,27 +12,41 @@ permissions) is what makes them hold against a hostile participant; see franka_d
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 Endpoint = tuple[str, bytes]  # (fully qualified node name, publisher GID)
 
+#: What rmw reports for an endpoint whose participant's node information has not been discovered
+#: yet (seen for the driver's own publisher during start-up on a loaded machine).
+UNKNOWN_NODE = "_NODE_NAME_UNKNOWN_"
+
 
 class SolePublisher:
     """The only publisher of a topic to listen to: named ``node`` ("" = any, bench tests only)."""
 
-    def __init__(self, node: str):
+    def __init__(self, node: str, unknown_grace_s: float = 3.0):
         self.node = node
         self.gid: bytes | None = None
         self.foreign: list[str] = []
+        #: An endpoint whose node name is not discovered yet is not foreign until it stays unknown
+        #: this long (s); it is never believed meanwhile.
+        self.unknown_grace_s = unknown_grace_s
+        self._unknown_since: dict[bytes, float] = {}
 
-    def update(self, endpoints: Sequence[Endpoint]) -> list[str]:
-        """Take the topic's publishers from the graph; returns the foreign ones (sorted)."""
+    def update(self, endpoints: Sequence[Endpoint], now: float | None = None) -> list[str]:
+        """Take the topic's publishers from the graph (at monotonic time ``now``); returns the foreign ones."""
         if not self.node:
             self.gid, self.foreign = None, []
             return []
+        now = time.monotonic() if now is None else now
+        unknown = {gid for name, gid in endpoints if UNKNOWN_NODE in name}
+        self._unknown_since = {gid: self._unknown_since.get(gid, now) for gid in unknown}
+        lingering = [gid for gid, t0 in self._unknown_since.items() if now - t0 >= self.unknown_grace_s]
         own = [gid for name, gid in endpoints if name == self.node]
-        foreign = sorted(name for name, _ in endpoints if name != self.node)
+        foreign = sorted(name for name, gid in endpoints
+                         if name != self.node and (UNKNOWN_NODE not in name or gid in lingering))
         if len(own) > 1:
             foreign.append(f"{self.node} (a second publisher under that name)")
         self.gid = own[0] if len(own) == 1 else None

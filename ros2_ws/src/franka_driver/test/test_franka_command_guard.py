@@ -85,3 +85,14 @@ def test_empty_source_name_accepts_any_publisher_for_bench_tests():
     g = CommandGuard(GuardConfig(command_source_node=""))
     g.update_publishers([("/a", FILTER), ("/b", ROGUE)])
     assert g.check(ROGUE, Q0, None, Q0, TCP0) is None and not g.holding
+
+
+def test_a_publisher_not_yet_named_by_discovery_is_not_believed_and_only_later_foreign():
+    from cdp_ros_common.sole_publisher import SolePublisher
+
+    s = SolePublisher("/franka_driver", unknown_grace_s=3.0)
+    pending = [("_NODE_NAMESPACE_UNKNOWN_/_NODE_NAME_UNKNOWN_", ROGUE)]
+    assert s.update(pending, now=0.0) == [] and not s.accepts(ROGUE)
+    assert s.update(pending + [("/franka_driver", FILTER)], now=1.0) == []  # discovery catching up
+    assert s.accepts(FILTER) and not s.accepts(ROGUE)
+    assert s.update(pending + [("/franka_driver", FILTER)], now=3.5) != []  # stayed nameless: foreign

@@ -145,8 +145,9 @@ class CalibrationCollector(Node):
         times, path = homing_trajectory(self.q.copy(), q_goal, self.now() + 0.1, c.speed_rad_s)
         t_end = time.monotonic() + c.move_timeout_s
         while time.monotonic() < t_end:
-            if self.now() < times[-1]:
-                k = int(np.searchsorted(times, self.now()))
+            now = self.now()  # once: a second reading may already be past the path's end
+            if now < times[-1]:
+                k = min(int(np.searchsorted(times, now)), len(times) - 1)
                 self.teleop.publish(chunk_to_msg(float(times[k]), 0.1, path[k:k + 20]))
             else:
                 self.hold(q_goal)
