@@ -40,9 +40,11 @@ class GuardConfig:
 
     #: Fully qualified node name of the only node allowed to publish commands ("" = any: tests only).
     command_source_node: str = SAFETY_FILTER_NODE
-    #: Largest per-joint change (rad) between two consecutive accepted commands. The filter moves
-    #: at most 2.63 rad/s x 10 ms = 0.026 rad per tick.
-    max_step_rad: float = 0.05
+    #: Allowance (rad) on top of the FR3 velocity limit x the time between two consecutive accepted
+    #: commands (their stamps, taken as 10 ms to 0.1 s): a command may not move a joint further
+    #: from the previous one than the arm could have moved. Commands the subscription dropped
+    #: under load make consecutive ones several filter ticks apart, hence the stamps.
+    max_step_rad: float = 0.01
     #: Largest per-joint distance (rad) of a command from the measured joints. The filter keeps
     #: its output within its resync tolerance (0.2) of them.
     max_deviation_rad: float = 0.3
@@ -70,6 +72,7 @@ class CommandGuard:
         self.refused = 0
         self.last_refusal = ""
         self._last_q: np.ndarray | None = None
+        self._last_stamp: float | None = None
 
     @property
     def foreign(self) -> list[str]:
@@ -98,16 +101,17 @@ class CommandGuard:
         """Clear e-stop and faults, unless a foreign publisher is still there."""
         if self.foreign:
             return False, f"foreign publisher still on the command topic: {', '.join(self.foreign)}"
-        self.estopped, self.fault, self._last_q = False, "", None
+        self.estopped, self.fault = False, ""
+        self.forget_last()
         return True, "e-stop and faults cleared; holding until the next command"
 
     def forget_last(self) -> None:
         """After a recovery or a hold, the next command is checked against the arm, not an old one."""
-        self._last_q = None
+        self._last_q = self._last_stamp = None
 
     # -- commands -------------------------------------------------------------------------
     def check(self, gid: bytes | None, q: np.ndarray, dq: np.ndarray | None, measured_q: np.ndarray | None,
-              tcp_position: np.ndarray | None) -> str | None:
+              tcp_position: np.ndarray | None, stamp: float | None = None) -> str | None:
         """None if the command may go to the arm; else why not. Faults it finds are latched."""
         if self.estopped:
             return self._refuse("e-stop latched: holding until /franka/reset")
@@ -126,26 +130,32 @@ class CommandGuard:
                 # back to the arm (its resync) and is taken again once it is near. The next
                 # accepted command is checked against the arm, not against an old command.
                 j = int(np.argmax(dev))
-                self._last_q = None
+                self.forget_last()
                 return self._refuse(f"fr3_joint{j + 1} commanded {dev[j]:.3f} rad from the measured arm "
                                     f"(max {cfg.max_deviation_rad})")
-        why = self._motion_problem(q, dq, tcp_position)
+        why = self._motion_problem(q, dq, tcp_position, stamp)
         if why is not None:
             self.fault = f"last-line check: {why}; holding until /franka/reset"
             return self._refuse(self.fault)
-        self._last_q = q.copy()
+        self._last_q, self._last_stamp = q.copy(), stamp
         return None
 
-    def _motion_problem(self, q: np.ndarray, dq: np.ndarray | None, tcp_position: np.ndarray | None) -> str | None:
+    def _motion_problem(self, q: np.ndarray, dq: np.ndarray | None, tcp_position: np.ndarray | None,
+                        stamp: float | None) -> str | None:
         cfg = self.config
         if dq is not None and np.any(np.abs(dq) > np.asarray(FR3.v_max)):
             j = int(np.argmax(np.abs(dq) / np.asarray(FR3.v_max)))
             return f"fr3_joint{j + 1} velocity {dq[j]:.3f} rad/s beyond the FR3's {FR3.v_max[j]:.2f}"
         if self._last_q is not None:
+            dt = 0.01
+            if stamp is not None and self._last_stamp is not None:
+                dt = min(max(stamp - self._last_stamp, 0.01), 0.1)
             step = np.abs(q - self._last_q)
-            if np.any(step > cfg.max_step_rad):
-                j = int(np.argmax(step))
-                return f"fr3_joint{j + 1} steps {step[j]:.3f} rad between two commands (max {cfg.max_step_rad})"
+            allowed = np.asarray(FR3.v_max) * dt + cfg.max_step_rad
+            if np.any(step > allowed):
+                j = int(np.argmax(step - allowed))
+                return (f"fr3_joint{j + 1} steps {step[j]:.3f} rad between two commands {dt * 1e3:.0f} ms apart "
+                        f"(the FR3 moves at most {allowed[j]:.3f})")
         if tcp_position is not None:
             x = np.asarray(tcp_position, dtype=float)
             lo = np.asarray(cfg.box_min) - cfg.box_tolerance_m

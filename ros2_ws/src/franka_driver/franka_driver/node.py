@@ -124,7 +124,9 @@ class FrankaDriverNode(Node):
         with self._lock:
             was_holding = self.guard.holding
             tcp = tcp_pose(q, st.f_t_ee)[0] if st is not None else None
-            why = self.guard.check(message_gid(info), q, dq, st.q if st is not None else None, tcp)
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            why = self.guard.check(message_gid(info), q, dq, st.q if st is not None else None, tcp,
+                                   stamp if stamp > 0 else None)
             if self._guard_refused(why, was_holding):
                 return
             if not self.config.use_command_velocity:

@@ -57,9 +57,20 @@ def test_estop_is_latched_in_the_driver():
     assert g.reset()[0] and g.check(FILTER, Q0, None, Q0, TCP0) is None
 
 
+def test_step_limit_follows_the_time_between_commands():
+    g = guard()
+    assert g.check(FILTER, Q0, None, Q0, TCP0, stamp=10.0) is None
+    # 3 filter ticks apart (the subscription dropped two under load): 0.058 rad on joint 6 is fine
+    q = Q0 + np.r_[np.zeros(5), 0.058, 0.0]
+    assert g.check(FILTER, q, None, Q0, TCP0, stamp=10.03) is None
+    # but not in one tick
+    why = g.check(FILTER, q + np.r_[np.zeros(5), 0.06, 0.0], None, Q0, TCP0, stamp=10.04)
+    assert why is not None and "steps" in why and g.holding
+
+
 @pytest.mark.parametrize("change, words", [
     (lambda q, dq: (q, np.r_[np.asarray(FR3.v_max[:1]) + 0.1, np.zeros(6)]), "velocity"),
-    (lambda q, dq: (q + np.r_[0.06, np.zeros(6)], None), "steps"),
+    (lambda q, dq: (q + np.r_[0.04, np.zeros(6)], None), "steps"),
 ])
 def test_motion_checks_latch_a_fault(change, words):
     g = guard()
