@@ -181,6 +181,13 @@ class FrankyBackend(Backend):
             return True
 
     def stop(self) -> None:
+        self._brake(wait=True)
+
+    def brake(self) -> None:
+        self._brake(wait=False)
+
+    def _brake(self, wait: bool) -> None:
+        """A jerk-limited stop motion at the driver's dynamics factor; ``wait``: until it ends (3 s max)."""
         if self._robot is None:
             return
         franky, robot = self._franky, self._robot
@@ -191,20 +198,8 @@ class FrankyBackend(Backend):
                 stop = (franky.CartesianStopMotion if self.config.command_mode == "cartesian" else franky.JointStopMotion)(
                     self.config.relative_dynamics_factor)
                 robot.move(stop, asynchronous=True)
-                robot.join_motion(timeout=3.0)
-            except Exception as exc:
-                self._set_error(exc)
-
-    def brake(self) -> None:
-        if self._robot is None:
-            return
-        franky, robot = self._franky, self._robot
-        with self._lock:
-            try:
-                if robot.is_in_control:
-                    stop = (franky.CartesianStopMotion if self.config.command_mode == "cartesian"
-                            else franky.JointStopMotion)(self.config.relative_dynamics_factor)
-                    robot.move(stop, asynchronous=True)
+                if wait:
+                    robot.join_motion(timeout=3.0)
             except Exception as exc:
                 self._set_error(exc)
 
