@@ -47,17 +47,18 @@ def test_do_nothing_policy_never_succeeds(env_name, request):
 @pytest.mark.parametrize("offset_mm, inserted", [(0.0, True), (4.0, False)])
 def test_peg_hole_clearance_is_physical(peg_env, offset_mm, inserted):
     """A centred slow push goes in; 4 mm off (clearance is 1.5 mm a side) the rim stops the peg."""
+    from cdp_core.robot.kinematics import tcp_pose
+    from cdp_core.robot.rotations import rot_z
     from cdp_core.sim.actions import solve_ik
-    from cdp_core.sim.scripted import _rot_z
 
     env = peg_env
     env.reset(5)
     p = env.params
-    rot = _rot_z(p["yaw"]) @ env.robot.kinematics(env.q).rotation
+    rot = rot_z(p["yaw"]) @ tcp_pose(env.q)[1]
     shift = np.array([np.cos(p["yaw"]), np.sin(p["yaw"]), 0.0]) * offset_mm / 1000
     q = env.q
     for z in [*np.linspace(0.03, 0.012, 10), *np.linspace(0.012, -0.035, 20), -0.035, -0.035]:
-        q = solve_ik(env.robot, q, p["hole_pos"] + shift + np.array([0, 0, z]) - env.task.tip_offset * rot[:, 2], rot)
+        q = solve_ik(q, p["hole_pos"] + shift + np.array([0, 0, z]) - env.task.tip_offset * rot[:, 2], rot)
         _, info = env.step(q)
     depth_mm = 1000 * (p["hole_pos"][2] - env.tip_position()[2])
     assert info["success"] == inserted

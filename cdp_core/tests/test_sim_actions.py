@@ -25,12 +25,12 @@ def ee_env():
 def test_ee_pose_actions_are_executed_through_ik(ee_env):
     """A TCP pose 3 cm away is reached: the IK targets place the TCP there and the arm follows."""
     ee_env.reset(0)
-    goal = ee_pose_of(ee_env.robot, ee_env.q)
+    goal = ee_pose_of(ee_env.q)
     goal[:3] += [0.03, -0.02, -0.03]
-    ex = ActionExecutor(ee_env.robot, "ee_pose")
+    ex = ActionExecutor("ee_pose")
     ex.reset(ee_env.q)
     q_goal = ex.joint_targets(goal)
-    np.testing.assert_allclose(ee_pose_of(ee_env.robot, q_goal)[:3], goal[:3], atol=1e-4)
+    np.testing.assert_allclose(ee_pose_of(q_goal)[:3], goal[:3], atol=1e-4)
     for _ in range(15):
         ee_env.step(goal)
     pos, quat = ee_env.tip_pose()
@@ -40,7 +40,7 @@ def test_ee_pose_actions_are_executed_through_ik(ee_env):
 
 def test_malformed_ee_actions_are_refused(ee_env):
     ee_env.reset(1)
-    good = ee_pose_of(ee_env.robot, ee_env.q)
+    good = ee_pose_of(ee_env.q)
     with pytest.raises(ActionSpaceError, match="no valid orientation"):
         ee_env.step(np.concatenate([good[:3], np.zeros(4)]))
     with pytest.raises(ActionSpaceError, match="7 finite values"):
@@ -56,7 +56,7 @@ def test_ee_dataset_holds_the_same_motions_as_the_joint_one(tmp_path, ee_env):
     ep_e, ok_e = run_demonstration(ee_env, 4)
     assert ok_j and ok_e
     np.testing.assert_allclose(ep_e.obs["ee_pos"], ep_j.obs["ee_pos"], atol=5e-4)
-    fk = np.stack([ee_pose_of(joint_env.robot, a) for a in ep_j.action])
+    fk = np.stack([ee_pose_of(a) for a in ep_j.action])
     np.testing.assert_allclose(ep_e.action, fk, atol=1e-5)
 
     generate_demos("peg_insert", tmp_path, episodes=1, seed=4, progress=False, action_space="ee_pose")
@@ -85,9 +85,9 @@ def test_joint_only_callers_refuse_ee_models():
 
 
 def test_home_is_a_fixed_point_of_both_spaces(ee_env):
-    ex = ActionExecutor(ee_env.robot, "ee_pose")
+    ex = ActionExecutor("ee_pose")
     ex.reset(HOME_Q)
-    np.testing.assert_allclose(ex.joint_targets(ee_pose_of(ee_env.robot, HOME_Q)), HOME_Q, atol=1e-6)
+    np.testing.assert_allclose(ex.joint_targets(ee_pose_of(HOME_Q)), HOME_Q, atol=1e-6)
 
 
 def test_ee_model_exports_its_action_space_and_evaluates(tmp_path):

@@ -3,19 +3,20 @@
 ``joint_position``: 7 absolute joint-position targets (rad), tracked by franky-sim's joint
 impedance law. ``ee_pose``: the TCP pose (what libfranka calls ``O_T_EE``) as position (m)
 and orientation quaternion (x, y, z, w, in the tool-down hemisphere of
-:mod:`cdp_core.orientation`). An ``ee_pose`` action is turned into joint targets by damped
-least squares IK on franky-sim's own FR3 kinematics, warm-started from the previous
-solution so that the redundant seventh degree of freedom stays continuous, and then tracked
-by the same joint-impedance law: only the action's coordinates differ, not the controller.
+:mod:`cdp_core.robot.rotations`). An ``ee_pose`` action is turned into joint targets by the FR3
+model's damped-least-squares IK (:mod:`cdp_core.robot.kinematics`, equal to franky-sim's
+pinocchio model to rounding), warm-started from the previous solution so that the redundant
+seventh degree of freedom stays continuous, and then tracked by the same joint-impedance law:
+only the action's coordinates differ, not the controller.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ..orientation import QuaternionError, matrix_to_quat, quat_to_matrix
+from ..robot.kinematics import IKConfig, forward_kinematics, tcp_pose
+from ..robot.kinematics import solve_ik as _solve_ik
+from ..robot.rotations import TOOL_DOWN, QuaternionError, matrix_to_quat, quat_to_matrix
 from .tasks import JOINT_ACTION_NAMES
 
 JOINT_POSITION = "joint_position"
@@ -40,37 +41,29 @@ def action_names(space: str) -> list[str]:
     return list(JOINT_ACTION_NAMES if check_action_space(space) == JOINT_POSITION else EE_POSE_NAMES)
 
 
-def solve_ik(robot: Any, q_start: np.ndarray, pos: np.ndarray, rot: np.ndarray, iters: int = 200,
-             damping: float = 1e-3, pos_tol: float = 1e-5, rot_tol: float = 1e-4) -> np.ndarray:
-    """Joint angles placing franky-sim's TCP at ``pos`` with orientation ``rot`` (DLS IK from ``q_start``).
+#: The IK of the simulated tasks: tight tolerances, the datasheet limits as the only bound.
+SIM_IK = IKConfig(damping=1e-3, iterations=200, tol_pos_m=1e-5, tol_rot_rad=1e-4, limit_margin=0.0)
+
+
+def solve_ik(q_start: np.ndarray, pos: np.ndarray, rot: np.ndarray, iters: int = SIM_IK.iterations) -> np.ndarray:
+    """Joint angles placing the TCP at ``pos`` with orientation ``rot`` (the FR3 model's DLS IK from ``q_start``).
 
     Best effort: an unreachable pose gives the damped least-squares compromise after ``iters``.
     """
-    import pinocchio as pin
-
-    q = np.asarray(q_start, dtype=np.float64).copy()
-    eye = np.eye(7)
-    for _ in range(iters):
-        pose = robot.kinematics(q)
-        err = np.concatenate([pos - pose.translation, pin.log3(rot @ pose.rotation.T)])
-        if np.linalg.norm(err[:3]) < pos_tol and np.linalg.norm(err[3:]) < rot_tol:
-            break
-        jac = np.stack([robot.d_kinematics(q, eye[i]) for i in range(7)], axis=1)  # [6, 7], world-aligned
-        q = q + jac.T @ np.linalg.solve(jac @ jac.T + damping * np.eye(6), err)
-    return q
+    cfg = IKConfig(SIM_IK.damping, iters, SIM_IK.tol_pos_m, SIM_IK.tol_rot_rad, SIM_IK.limit_margin)
+    return _solve_ik(q_start, pos, rot, cfg).q
 
 
-def ee_pose_of(robot: Any, q: np.ndarray) -> np.ndarray:
-    """The ``ee_pose`` action that joint angles ``q`` realise: TCP position and canonical quaternion."""
-    pose = robot.kinematics(np.asarray(q, dtype=np.float64))
-    return np.concatenate([np.asarray(pose.translation), matrix_to_quat(pose.rotation)])
+def ee_pose_of(q: np.ndarray) -> np.ndarray:
+    """The ``ee_pose`` action that joint angles ``q`` realise: TCP position and tool-down quaternion."""
+    pos, rot = tcp_pose(q)
+    return np.concatenate([pos, matrix_to_quat(rot, hemisphere=TOOL_DOWN)])
 
 
 class ActionExecutor:
     """Turns one action space's actions into the joint targets the impedance law tracks."""
 
-    def __init__(self, robot: Any, space: str = JOINT_POSITION, ik_iters: int = 50):
-        self.robot = robot
+    def __init__(self, space: str = JOINT_POSITION, ik_iters: int = 50):
         self.space = check_action_space(space)
         self.ik_iters = ik_iters
         self._q_ik: np.ndarray | None = None
@@ -92,31 +85,17 @@ class ActionExecutor:
             rot = quat_to_matrix(a[3:])
         except QuaternionError as exc:
             raise ActionSpaceError(f"ee_pose action has no valid orientation: {exc}") from exc
-        self._q_ik = solve_ik(self.robot, self._q_ik, a[:3], rot, iters=self.ik_iters)
+        self._q_ik = solve_ik(self._q_ik, a[:3], rot, iters=self.ik_iters)
         return self._q_ik.copy()
-
-
-_FR3_ROBOT: list[Any] = []
-
-
-def fr3_robot() -> Any:
-    """A bare franky-sim FR3 (no task bodies), built once per process, for its kinematics only."""
-    if not _FR3_ROBOT:
-        from franky_sim.mujoco_simulator import MujocoSimulator
-
-        _FR3_ROBOT.append(MujocoSimulator().add_robot())
-    return _FR3_ROBOT[0]
 
 
 def tcp_positions(space: str, actions: np.ndarray) -> np.ndarray:
     """TCP positions (m, base frame) that ``actions [N, 7]`` of ``space`` command.
 
-    Joint-position actions go through franky-sim's FR3 forward kinematics (the TCP libfranka
-    reports as ``O_T_EE``); TCP-pose actions carry the position in their first three values.
+    Joint-position actions go through the FR3 forward kinematics (the TCP libfranka reports as
+    ``O_T_EE``); TCP-pose actions carry the position in their first three values.
     """
     a = np.asarray(actions, dtype=np.float64).reshape(-1, 7)
     if check_action_space(space) == EE_POSE:
         return a[:, :3].copy()
-    robot = fr3_robot()
-    # copy each result at once: pinocchio hands back a view of a buffer the next call overwrites
-    return np.array([np.array(robot.kinematics(q).translation, copy=True) for q in a])
+    return forward_kinematics(a)[:, :3, 3].copy()

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..orientation import matrix_to_quat
+from ..robot.kinematics import forward_kinematics, tcp_pose
+from ..robot.rotations import TOOL_DOWN, matrix_to_quat
 from .actions import JOINT_POSITION, ActionExecutor
 from .tasks import JOINT_NAMES, Task, get_task
 
@@ -63,10 +64,10 @@ class SuccessMonitor:
         return self.success
 
 
-def tip_position(robot: Any, q: np.ndarray, tip_offset: float) -> np.ndarray:
+def tip_position(q: np.ndarray, tip_offset: float) -> np.ndarray:
     """The task's tool tip in the base frame: the TCP moved ``tip_offset`` along its z axis."""
-    pose = robot.kinematics(q)
-    return np.array(pose.translation) + pose.rotation[:, 2] * tip_offset
+    t = forward_kinematics(np.asarray(q, dtype=np.float64))
+    return t[:3, 3] + t[:3, 2] * tip_offset
 
 
 class FR3TaskEnv:
@@ -80,7 +81,7 @@ class FR3TaskEnv:
         self.home_jitter = home_jitter
         self.sim, self.robot = build_task_simulator(self.task)
         self.monitor = SuccessMonitor(self.task)
-        self.executor = ActionExecutor(self.robot, action_space)
+        self.executor = ActionExecutor(action_space)
         self.action_space = self.executor.space
         self.sim.init()
         self.sim.start()
@@ -105,14 +106,13 @@ class FR3TaskEnv:
         return self.data.qpos[self._qadr].copy()
 
     def tip_pose(self) -> tuple[np.ndarray, np.ndarray]:
-        """Tool-tip position (m) and orientation quaternion (x, y, z, w; cdp_core.orientation's sign), base frame."""
-        pose = self.robot.kinematics(self.q)
-        quat = matrix_to_quat(pose.rotation)
-        return np.array(pose.translation), quat
+        """TCP position (m) and orientation quaternion (x, y, z, w, tool-down hemisphere), base frame."""
+        pos, rot = tcp_pose(self.q)
+        return pos, matrix_to_quat(rot, hemisphere=TOOL_DOWN)
 
     def tip_position(self) -> np.ndarray:
         """The task's tool tip (the peg's tip for peg_insert), base frame."""
-        return tip_position(self.robot, self.q, self.task.tip_offset)
+        return tip_position(self.q, self.task.tip_offset)
 
     def observe(self) -> dict[str, np.ndarray]:
         pos, quat = self.tip_pose()

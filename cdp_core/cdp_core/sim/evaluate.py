@@ -156,7 +156,7 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
         if m["action_space"] == JOINT_POSITION:
             return acts
         # Joint targets the env would track: IK along each chunk from that episode's start.
-        ik = ActionExecutor(env.robot, m["action_space"])
+        ik = ActionExecutor(m["action_space"])
         out = np.empty(acts.shape, dtype=np.float64)
         for b, chunk in enumerate(acts):
             ik.reset(first_q[b // seeds_per_obs])

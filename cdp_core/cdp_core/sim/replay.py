@@ -32,14 +32,15 @@ from typing import Any
 
 import numpy as np
 
+from ..robot.kinematics import tcp_position
+from ..robot.limits import FR3
+from ..robot.trajectories import minimum_jerk
 from .env import HOME_Q, PHYSICS_DT, build_task_simulator
 from .tasks import Task, get_task
 
-#: FR3 joint velocity limits (rad/s), and the acceleration / jerk limits of its joint motion
-#: generator (rad/s^2, rad/s^3): a command sequence beyond these is rejected by a real robot.
-FR3_MAX_VEL = np.array([2.62, 2.62, 2.62, 2.62, 5.26, 4.18, 5.26])
-FR3_MAX_ACC = 10.0
-FR3_MAX_JERK = 5000.0
+#: The FR3's hardware velocity / acceleration / jerk limits: a command sequence beyond these is
+#: rejected by a real robot.
+FR3_MAX_VEL, FR3_MAX_ACC, FR3_MAX_JERK = FR3.hardware
 
 #: Offsets from HOME_Q (rad) that the synthetic motion visits in turn: every joint moves in both
 #: directions, and the tool stays well above the table and peg_insert's fixture.
@@ -68,7 +69,7 @@ def min_jerk_targets(waypoints: np.ndarray, segment_s: float, hold_s: float = HO
     if n < 2:
         raise ValueError(f"segment_s={segment_s} is shorter than two control periods")
     s = np.arange(1, n + 1) / n
-    blend = (10 * s**3 - 15 * s**4 + 6 * s**5)[:, None]
+    blend = minimum_jerk(s)[:, None]
     parts = [wp[:1]]
     for a, b in zip(wp[:-1], wp[1:]):
         parts.append(a + (b - a) * blend)
@@ -104,8 +105,8 @@ def check_targets(targets: np.ndarray, start: np.ndarray = HOME_Q, dt: float = P
     vel = np.diff(padded, axis=0) / dt
     acc = np.diff(vel, axis=0) / dt
     jerk = np.diff(acc, axis=0) / dt
-    for name, value, limit in (("velocity", np.abs(vel) / FR3_MAX_VEL, 1.0), ("acceleration", np.abs(acc), FR3_MAX_ACC),
-                               ("jerk", np.abs(jerk), FR3_MAX_JERK)):
+    for name, value, limit in (("velocity", np.abs(vel) / FR3_MAX_VEL, 1.0), ("acceleration", np.abs(acc) / FR3_MAX_ACC, 1.0),
+                               ("jerk", np.abs(jerk) / FR3_MAX_JERK, 1.0)):
         if value.max() > limit:
             step, joint = np.unravel_index(np.argmax(value), value.shape)
             raise ValueError(f"targets exceed the FR3 {name} limit at step {step}, joint {joint + 1}")
@@ -372,12 +373,8 @@ def compare(targets: np.ndarray, fast: FastRun, srv: ServerRun, task: Task | str
     task = get_task(task) if isinstance(task, str) else task
     targets = np.asarray(targets, dtype=np.float64)
     n = len(targets)
-    from franky_sim.mujoco_simulator import FrankaMujocoRobot
-
-    kin = FrankaMujocoRobot()  # franky-sim's FR3 kinematics (the TCP libfranka reports as O_T_EE)
-
     def diff(qa: np.ndarray, qb: np.ndarray) -> dict[str, float]:
-        tcp = np.linalg.norm(np.array(kin.kinematics(qa).translation) - np.array(kin.kinematics(qb).translation))
+        tcp = np.linalg.norm(tcp_position(qa) - tcp_position(qb))
         return {"joint_max_abs_rad": float(np.abs(qa - qb).max()), "tcp_mm": float(tcp * 1000)}
 
     idx = _target_indices(srv.server_applied, targets)

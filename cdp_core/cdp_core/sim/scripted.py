@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.episodes import Episode
+from ..robot.kinematics import tcp_pose
+from ..robot.rotations import rot_z
+from ..robot.trajectories import minimum_jerk
 from .actions import JOINT_POSITION, ee_pose_of, solve_ik
 from .env import FR3TaskEnv
 
@@ -45,23 +48,13 @@ class DemoStyle:
                              f"{self.transit_noise}")
 
 
-def _min_jerk(n: int) -> np.ndarray:
-    s = np.linspace(0.0, 1.0, n + 1)[1:]
-    return 10 * s**3 - 15 * s**4 + 6 * s**5
-
-
-def _rot_z(yaw: float) -> np.ndarray:
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
 def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = None,
               style: DemoStyle = DemoStyle()) -> list[np.ndarray]:
     """Joint-target sequence (one per control step) that solves the task and then holds still."""
     strategy = strategy or style.strategies[rng.integers(len(style.strategies))]
     task, params = env.task, env.params
     q0 = env.q
-    rot = _rot_z(task.goal_yaw(params)) @ env.robot.kinematics(q0).rotation
+    rot = rot_z(task.goal_yaw(params)) @ tcp_pose(q0)[1]
     final = task.final_points(params)
     first = final[0][0]
     offsets = {"direct": None, "from_above": np.array([0.0, 0.0, 0.10]),
@@ -81,10 +74,10 @@ def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = 
     q = q0
     tip = env.tip_position()
     for i, (p, v) in enumerate(points):
-        q_next = solve_ik(env.robot, q, p - offset, rot)
+        q_next = solve_ik(q, p - offset, rot)
         n = max(2, int(round(max(0.6, np.linalg.norm(p - tip) / v) * hz)))
         precise = i >= len(points) - len(final)  # no command noise while lining up and inserting
-        for s in _min_jerk(n):
+        for s in minimum_jerk(np.linspace(0.0, 1.0, n + 1)[1:]):
             target = q + (q_next - q) * s
             if not precise:
                 target = target + rng.normal(0.0, style.transit_noise, 7)
@@ -114,7 +107,7 @@ def run_demonstration(env: FR3TaskEnv, seed: int, strategy: str | None = None,
     for target in plan:
         for k in keys:
             rows[k].append(obs[k])
-        action = target if env.action_space == JOINT_POSITION else ee_pose_of(env.robot, target)
+        action = target if env.action_space == JOINT_POSITION else ee_pose_of(target)
         actions.append(action)
         stamps.append(env.time)
         obs, info = env.step(action)

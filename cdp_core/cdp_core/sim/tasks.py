@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ..robot.kinematics import HAND_TCP_Z
+from ..robot.rotations import yaw_quat
+
 #: Observation layout shared by every task; the task-specific key comes before the gripper.
 ROBOT_OBS = {"joint_pos": 7, "ee_pos": 3, "ee_quat": 4}
 JOINT_NAMES = [f"fr3_joint{i}" for i in range(1, 8)]
@@ -116,10 +119,6 @@ class ReachPrecise(Task):
         return np.asarray(params["target_pos"])
 
 
-def _yaw_quat(yaw: float) -> np.ndarray:
-    return np.array([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)])  # x, y, z, w
-
-
 class PegInsert(Task):
     """Insert a square peg held by the hand into a hole of a fixture placed at a random pose on the table.
 
@@ -140,10 +139,10 @@ class PegInsert(Task):
     high = np.array([0.60, 0.15, np.pi / 6])
 
     def add_to_hand(self, hand: ET.Element) -> None:
-        # In the hand frame the TCP is at z = 0.1034 (franky-sim's default EE offset); the peg
+        # In the hand frame the TCP is HAND_TCP_Z along z (libfranka's default EE offset); the peg
         # runs from between the fingers to tip_offset below the TCP. contype 2 collides only
         # with the fixture, not the fingers or the table.
-        top, tip = 0.08, 0.1034 + self.tip_offset
+        top, tip = 0.08, HAND_TCP_Z + self.tip_offset
         peg = ET.SubElement(hand, "body", name="task_peg", pos=f"0 0 {(top + tip) / 2}")
         ET.SubElement(peg, "geom", type="box", size=f"{self.peg_half} {self.peg_half} {(tip - top) / 2}",
                       rgba="0.9 0.6 0.1 1", contype="2", conaffinity="2", mass="0.03", friction="0.3 0.005 0.0001")
@@ -173,11 +172,11 @@ class PegInsert(Task):
         body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "task_fixture")
         mid = model.body_mocapid[body]
         data.mocap_pos[mid] = [params["hole_pos"][0], params["hole_pos"][1], 0.0]
-        x, y, z, w = _yaw_quat(params["yaw"])
+        x, y, z, w = yaw_quat(params["yaw"])
         data.mocap_quat[mid] = [w, x, y, z]
 
     def task_observation(self, params: dict[str, Any]) -> dict[str, np.ndarray]:
-        return {"hole_pose": np.concatenate([params["hole_pos"], _yaw_quat(params["yaw"])])}
+        return {"hole_pose": np.concatenate([params["hole_pos"], yaw_quat(params["yaw"])])}
 
     def goal_tip_position(self, params: dict[str, Any]) -> np.ndarray:
         return params["hole_pos"] - np.array([0.0, 0.0, self.insert_m])

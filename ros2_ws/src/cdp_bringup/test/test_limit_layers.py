@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import yaml
 from cdp_bringup.graph import load_graph, resolve
-from cdp_ros_common.fr3_limits import FR3Limits
+from cdp_core.robot.limits import FR3Limits
 
 from franka_driver.backend import DriverConfig
 

@@ -1,4 +1,6 @@
-"""Rigid transforms as 4x4 numpy arrays, quaternions (x, y, z, w like geometry_msgs), error metrics.
+"""Perception's geometry: error metrics, camera placement, rotation averaging and slerp. The
+transforms, quaternions and rotation vectors themselves are the FR3 model's
+(:mod:`cdp_core.robot.rotations`), re-exported here for perception's modules.
 
 Naming: ``a_T_b`` maps points expressed in frame ``b`` into frame ``a`` (``p_a = a_T_b @ p_b``).
 """
@@ -6,52 +8,15 @@ Naming: ``a_T_b`` maps points expressed in frame ``b`` into frame ``a`` (``p_a =
 from __future__ import annotations
 
 import numpy as np
-from cdp_ros_common.rotations import matrix_to_quat, quat_to_matrix  # noqa: F401 (re-exported)
-
-
-def make_transform(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
-    t = np.eye(4)
-    t[:3, :3] = np.asarray(rotation, dtype=np.float64)
-    t[:3, 3] = np.asarray(translation, dtype=np.float64).reshape(3)
-    return t
-
-
-def invert(t: np.ndarray) -> np.ndarray:
-    r, p = t[:3, :3], t[:3, 3]
-    return make_transform(r.T, -r.T @ p)
-
-
-
-
-def pose_to_transform(position: np.ndarray, quat_xyzw: np.ndarray) -> np.ndarray:
-    return make_transform(quat_to_matrix(quat_xyzw), position)
+from cdp_core.robot.rotations import (W_NON_NEGATIVE, make_transform, matrix_to_quat, matrix_to_rotvec,  # noqa: F401
+                                      pose_to_transform, quat_to_matrix, rotation_angle, rotvec_to_matrix)
+from cdp_core.robot.rotations import invert_transform as invert  # noqa: F401
+from cdp_core.robot.rotations import transform_to_pose as _transform_to_pose
 
 
 def transform_to_pose(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return t[:3, 3].copy(), matrix_to_quat(t[:3, :3])
-
-
-def rotvec_to_matrix(rvec: np.ndarray) -> np.ndarray:
-    r = np.asarray(rvec, dtype=np.float64).reshape(3)
-    theta = float(np.linalg.norm(r))
-    if theta < 1e-12:
-        return np.eye(3)
-    k = r / theta
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * kx @ kx
-
-
-def matrix_to_rotvec(r: np.ndarray) -> np.ndarray:
-    q = matrix_to_quat(r)
-    s = np.linalg.norm(q[:3])
-    if s < 1e-12:
-        return np.zeros(3)
-    return q[:3] / s * 2.0 * np.arctan2(s, q[3])
-
-
-def rotation_angle(r: np.ndarray) -> float:
-    """Angle (rad) of a rotation matrix, in [0, pi]."""
-    return float(np.arccos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0)))
+    """(position, quaternion x y z w) of a transform, in the message convention (w >= 0)."""
+    return _transform_to_pose(t, hemisphere=W_NON_NEGATIVE)
 
 
 def transform_error(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

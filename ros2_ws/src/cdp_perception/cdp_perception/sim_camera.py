@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from cdp_core.robot.kinematics import HAND_TCP_Z
+from cdp_core.robot.rotations import W_NON_NEGATIVE
+
 from .geometry import invert, make_transform, matrix_to_quat, pose_to_transform
 from .markers import BoardSpec, ObjectModel, board_image, marker_image, object_model, sheet_scale
 
@@ -32,8 +35,8 @@ CAMERA_BODY = "cdp_camera_body"
 BOARD_BODY = "cdp_board"
 HAND_BODY = "robot0_hand"
 BASE_BODY = "robot0_fr3_link0"
-#: franky-sim's (and libfranka's default) TCP in the hand frame: 0.1034 m along z.
-HAND_T_TCP = make_transform(np.eye(3), [0.0, 0.0, 0.1034])
+#: franky-sim's (and libfranka's default) TCP in the hand frame.
+HAND_T_TCP = make_transform(np.eye(3), [0.0, 0.0, HAND_TCP_Z])
 
 #: Default eye-to-hand pose: in front of and above the robot, looking at the work area.
 DEFAULT_EYE_TO_HAND = {"eye": (1.0, 0.3, 0.75), "target": (0.5, 0.0, 0.12)}
@@ -82,7 +85,7 @@ def _fmt(v: Any) -> str:
 
 
 def _wxyz(r: np.ndarray) -> np.ndarray:
-    x, y, z, w = matrix_to_quat(r)
+    x, y, z, w = matrix_to_quat(r, hemisphere=W_NON_NEGATIVE)
     return np.array([w, x, y, z])
 
 

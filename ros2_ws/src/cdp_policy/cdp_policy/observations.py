@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from cdp_core.orientation import TOOL_DOWN_XYZW, QuaternionError, canonical_tool_quat
+from cdp_core.robot.rotations import TOOL_DOWN, W_NON_NEGATIVE, QuaternionError
+from cdp_core.robot.rotations import canonical_quat as _canonical_quat
 
 #: Inputs the buffer keeps (each with its own stamp).
 JOINTS, FINGERS, EE_POSE, OBJECT_POSE = "joints", "fingers", "ee_pose", "object_pose"
@@ -31,16 +32,17 @@ class ObservationError(ValueError):
     """The model asks for observations this node cannot build, or an input message is unusable."""
 
 
-#: Sign references of observed quaternions: the tool points down; objects stand upright (yaw only).
-OBJECT_UPRIGHT_XYZW = np.array([0.0, 0.0, 0.0, 1.0])
+#: Sign references of observed quaternions (:mod:`cdp_core.robot.rotations`): the tool points down;
+#: objects stand upright and turn about z by less than pi, so w >= 0 is continuous for them.
+OBJECT_UPRIGHT_XYZW = W_NON_NEGATIVE
 
 
-def canonical_quat(q_xyzw: np.ndarray, reference: np.ndarray = TOOL_DOWN_XYZW) -> np.ndarray:
-    """The fast path's quaternion sign convention (``cdp_core.orientation``): q and -q are the same
+def canonical_quat(q_xyzw: np.ndarray, reference: np.ndarray = TOOL_DOWN) -> np.ndarray:
+    """The fast path's quaternion sign convention (``cdp_core.robot.rotations``): q and -q are the same
     rotation, the model was trained on one hemisphere only, so whatever sign a publisher uses
     must not flip the observation."""
     try:
-        return canonical_tool_quat(q_xyzw, reference)
+        return _canonical_quat(q_xyzw, reference)
     except QuaternionError as exc:
         raise ObservationError(str(exc)) from exc
 
@@ -149,7 +151,7 @@ class ObservationBuffer:
                 self._values[key], self._stamps[key] = v, float(stamp)
 
     def update_ee_pose(self, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float]) -> None:
-        self._set_pose(EE_POSE, stamp, position, quat_xyzw, TOOL_DOWN_XYZW)
+        self._set_pose(EE_POSE, stamp, position, quat_xyzw, TOOL_DOWN)
 
     def update_object_pose(self, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float]) -> None:
         self._set_pose(OBJECT_POSE, stamp, position, quat_xyzw, OBJECT_UPRIGHT_XYZW)

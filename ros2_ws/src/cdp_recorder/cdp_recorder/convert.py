@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 from cdp_core.data.episodes import Episode, write_dataset_meta, write_episode
-from cdp_core.orientation import TOOL_DOWN_XYZW
+from cdp_core.robot.rotations import TOOL_DOWN
 from cdp_core.sim.tasks import get_task
 from cdp_policy.observations import EE_POSE, FINGERS, JOINTS, OBJECT_POSE, OBJECT_UPRIGHT_XYZW, OBS_SOURCES, canonical_quat
 from cdp_ros_common.conversions import msg_to_chunk
@@ -167,7 +167,7 @@ def convert_episode(ep: RecordedEpisode, cfg: ConvertConfig) -> tuple[Episode, d
         arrays[FINGERS] = (js_stamps, _joint_rows(js_msgs, FINGER_NAMES))
     if EE_POSE in needed:
         s, m = data["/franka/ee_pose"]
-        arrays[EE_POSE] = (s, _pose_rows(m, TOOL_DOWN_XYZW))
+        arrays[EE_POSE] = (s, _pose_rows(m, TOOL_DOWN))
     if OBJECT_POSE in needed:
         s, m = data["/perception/object_pose"]
         arrays[OBJECT_POSE] = (s, _pose_rows(m, OBJECT_UPRIGHT_XYZW))

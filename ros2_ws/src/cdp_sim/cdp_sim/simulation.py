@@ -166,7 +166,7 @@ class TaskSimulation:
         if self._steps % CHECK_EVERY or not self._params:
             return
         q = np.array(self.robot.inner_state.q)
-        tip = tip_position(self.robot, q, self.task.tip_offset)
+        tip = tip_position(q, self.task.tip_offset)
         with self._lock:
             self.monitor.update(tip, self._params, CHECK_EVERY * PHYSICS_DT)
 

@@ -3,7 +3,8 @@
 Devices give a normalised twist (each axis in [-1, 1], base frame ``fr3_link0``), a deadman
 flag and discrete events. :class:`TeleopCore` scales the twist by the speed settings,
 integrates the TCP target, keeps it inside the workspace box and close to the measured TCP,
-and turns it into a joint target with damped-least-squares IK. The joint target goes out as a
+and turns it into a joint target with the FR3 model's damped-least-squares IK
+(:mod:`cdp_core.robot.kinematics`, the same FK the filter's workspace box uses). The joint target goes out as a
 one-point JointTrajectory chunk on ``/teleop/command``, so every teleop motion passes the safety
 filter exactly like a policy's.
 """
@@ -13,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from safety_filter.kinematics import matrix_to_rotvec, rotvec_to_matrix
+from cdp_core.robot.kinematics import IKConfig, solve_ik, tcp_pose
+from cdp_core.robot.rotations import matrix_to_rotvec, rotvec_to_matrix
 
 from .events import DISCARD, FAILURE, START, STOP, SUCCESS
-from .ik import IKConfig, solve_ik, tcp_pose
 
 #: Non-episode control events a device can emit.
 SPEED_UP, SPEED_DOWN, HALT, QUIT = "speed_up", "speed_down", "halt", "quit"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from cdp_core.robot.kinematics import tcp_pose
 import rclpy
 from cdp_ros_common import diagnostics, names
 from cdp_ros_common.conversions import chunk_to_msg, msg_to_pose
@@ -42,7 +43,6 @@ from trajectory_msgs.msg import JointTrajectory
 
 from .devices import DeviceError, PygameGamepad, TerminalKeyboard
 from .events import EPISODE_EVENT, EPISODE_EVENTS, FAILURE, START, STOP, SUCCESS, encode_event
-from .ik import tcp_pose
 from .mapping import HALT, KEYBOARD_HELP, QUIT, SPEED_DOWN, SPEED_UP, DeviceInput, GamepadLayout, TeleopConfig, TeleopCore
 from .scripted import plan_scripted_demo
 

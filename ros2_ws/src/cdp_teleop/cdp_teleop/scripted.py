@@ -13,18 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from cdp_core.robot.rotations import matrix_to_rotvec, quat_yaw, rot_z, rotvec_to_matrix
+from cdp_core.robot.trajectories import minimum_jerk
 from cdp_core.sim.scripted import STRATEGIES
 from cdp_core.sim.tasks import Task, get_task
-from safety_filter.kinematics import matrix_to_rotvec, rotvec_to_matrix
 
 #: Approach offsets of each strategy (m, relative to the first final waypoint), as in plan_demo.
 OFFSETS = {"direct": None, "from_above": np.array([0.0, 0.0, 0.10]),
            "from_left": np.array([0.0, 0.10, 0.04]), "from_right": np.array([0.0, -0.10, 0.04])}
-
-
-def _rot_z(yaw: float) -> np.ndarray:
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 def task_params_from_pose(task: Task, position: np.ndarray, quat_xyzw: np.ndarray) -> dict:
@@ -33,8 +29,7 @@ def task_params_from_pose(task: Task, position: np.ndarray, quat_xyzw: np.ndarra
     if "target_pos" in task.spec.task_obs:
         return {"target_pos": p}
     if "hole_pose" in task.spec.task_obs:
-        x, y, z, w = np.asarray(quat_xyzw, dtype=np.float64)
-        return {"hole_pos": p, "yaw": float(2.0 * np.arctan2(z, w))}
+        return {"hole_pos": p, "yaw": quat_yaw(quat_xyzw)}
     raise ValueError(f"scripted operator does not know how to read task {task.spec.name!r} from an object pose")
 
 
@@ -64,20 +59,15 @@ class ScriptedPlan:
         t = max(0.0, t)
         first = self.segments[0]
         # The tool turns to the goal orientation during the first segment (plan_demo: rot fixed from the start).
-        s_rot = _min_jerk(min(1.0, t / first.duration))
+        s_rot = minimum_jerk(min(1.0, t / first.duration))
         rot = rotvec_to_matrix(s_rot * matrix_to_rotvec(self.rot_goal @ self.rot_start.T)) @ self.rot_start
         tip = self.segments[-1].end
         for seg in self.segments:
             if t < seg.duration:
-                tip = seg.start + (seg.end - seg.start) * _min_jerk(t / seg.duration)
+                tip = seg.start + (seg.end - seg.start) * minimum_jerk(t / seg.duration)
                 break
             t -= seg.duration
         return tip - self.tip_offset * rot[:, 2], rot
-
-
-def _min_jerk(s: float) -> float:
-    s = float(np.clip(s, 0.0, 1.0))
-    return 10 * s**3 - 15 * s**4 + 6 * s**5
 
 
 def plan_scripted_demo(task: Task | str, object_position: np.ndarray, object_quat_xyzw: np.ndarray,
@@ -89,7 +79,7 @@ def plan_scripted_demo(task: Task | str, object_position: np.ndarray, object_qua
     strategy = strategy or STRATEGIES[rng.integers(len(STRATEGIES))]
     if strategy not in OFFSETS:
         raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(OFFSETS)}")
-    rot_goal = _rot_z(task.goal_yaw(params)) @ np.asarray(tcp_rotation)
+    rot_goal = rot_z(task.goal_yaw(params)) @ np.asarray(tcp_rotation)
     final = task.final_points(params)
     first = final[0][0]
     speed = rng.uniform(0.15, 0.3)

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 from collections.abc import Sequence
 
 import numpy as np
-from cdp_ros_common.fr3_limits import FR3Limits
-from cdp_ros_common.rotations import matrix_to_quat
+from cdp_core.robot import rotations
+from cdp_core.robot.kinematics import forward_kinematics
+from cdp_core.robot.limits import FR3
 
-#: The one FR3 limit table (datasheet + libfranka rate_limiting.h), shared with the safety filter.
-#: Both backends' trajectory generators run at ``relative_dynamics_factor`` of it, never above.
-FR3 = FR3Limits()
+#: ``FR3`` is the one FR3 limit table (datasheet + libfranka rate_limiting.h), shared with the
+#: safety filter; both backends' trajectory generators run at ``relative_dynamics_factor`` of it.
+__all__ = ["FR3", "ArmState", "Backend", "BackendError", "DriverConfig", "canonical_quat", "clip_velocity",
+           "make_backend", "tcp_pose", "validate_joint_target"]
 
 
 @dataclasses.dataclass
@@ -36,7 +37,7 @@ class DriverConfig:
     command_mode: str = "joint"
     #: "enforce" on a real-time robot PC; "ignore" where the kernel has no RT (simulation, CI).
     realtime: str = "enforce"
-    #: Fraction (0, 1] of the FR3's velocity / acceleration / jerk limits (cdp_ros_common.fr3_limits)
+    #: Fraction (0, 1] of the FR3's velocity / acceleration / jerk limits (cdp_core.robot.limits)
     #: the driver's own trajectory generator may use; it tracks the safety filter's output, which
     #: stays at smaller fractions still.
     relative_dynamics_factor: float = 0.6
@@ -167,33 +168,9 @@ def make_backend(config: DriverConfig) -> Backend:
 
 
 def canonical_quat(quat_xyzw: Sequence[float]) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) with w >= 0: one sign for each rotation, as the fast-path sim observes it."""
-    q = np.asarray(quat_xyzw, dtype=np.float64).reshape(4)
-    n = float(np.linalg.norm(q))
-    if not math.isfinite(n) or n < 1e-9:
-        raise ValueError(f"not a rotation quaternion: {q}")
-    q = q / n
-    return -q if q[3] < 0 else q
-
-
-def rotation_to_quat(r: np.ndarray) -> np.ndarray:
-    """3x3 rotation matrix -> quaternion (x, y, z, w), w >= 0."""
-    return canonical_quat(matrix_to_quat(r))
-
-
-#: Franka's modified (Craig) DH parameters, identical for FR3 and Panda: (a, d, alpha) per joint,
-#: then the flange (frames.rst of the Franka Control Interface documentation).
-_DH = [(0.0, 0.333, 0.0), (0.0, 0.0, -math.pi / 2), (0.0, 0.316, math.pi / 2), (0.0825, 0.0, math.pi / 2),
-       (-0.0825, 0.384, -math.pi / 2), (0.0, 0.0, math.pi / 2), (0.088, 0.0, math.pi / 2)]
-_FLANGE_D = 0.107
-
-
-def _dh(a: float, d: float, alpha: float, theta: float) -> np.ndarray:
-    ca, sa, ct, st = math.cos(alpha), math.sin(alpha), math.cos(theta), math.sin(theta)
-    return np.array([[ct, -st, 0.0, a],
-                     [st * ca, ct * ca, -sa, -d * sa],
-                     [st * sa, ct * sa, ca, d * ca],
-                     [0.0, 0.0, 0.0, 1.0]])
+    """Unit quaternion (x, y, z, w) in the message hemisphere (w >= 0); a QuaternionError (a
+    ValueError) for a non-rotation."""
+    return rotations.canonical_quat(np.asarray(quat_xyzw, dtype=np.float64), rotations.W_NON_NEGATIVE)
 
 
 def tcp_pose(q: np.ndarray, f_t_ee: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,11 +180,8 @@ def tcp_pose(q: np.ndarray, f_t_ee: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     stale O_T_EE (the pose of the last *commanded* q) while idle, which is off by the PD tracking
     error (~1.5 mm). Returns (position (3,), quaternion x y z w with w >= 0).
     """
-    t = np.eye(4)
-    for (a, d, alpha), theta in zip(_DH, np.asarray(q, dtype=np.float64)):
-        t = t @ _dh(a, d, alpha, float(theta))
-    t = t @ _dh(0.0, _FLANGE_D, 0.0, 0.0) @ np.asarray(f_t_ee, dtype=np.float64)
-    return t[:3, 3].copy(), rotation_to_quat(t[:3, :3])
+    return rotations.transform_to_pose(forward_kinematics(np.asarray(q, dtype=np.float64), f_t_ee),
+                                       hemisphere=rotations.W_NON_NEGATIVE)
 
 
 def validate_joint_target(q: np.ndarray, dq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:

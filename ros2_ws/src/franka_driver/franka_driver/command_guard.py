@@ -11,7 +11,7 @@ The safety filter is the only path to the arm. The driver does not take that on 
 * **E-stop.** The driver honours the e-stop itself (``/franka/estop``, forwarded by the
   filter's ``/safety/estop``): brake, hold, refuse everything until ``/franka/reset``.
 * **Command checks**, independent of the filter's: the FR3 hard position limits and
-  velocity limits (one table, :mod:`cdp_ros_common.fr3_limits`), the step between consecutive
+  velocity limits (one table, :mod:`cdp_core.robot.limits`), the step between consecutive
   accepted commands and the TCP inside the workspace box: a violation means the filter (or
   something posing as it) is broken: latch, brake, hold. A target too far from the measured
   joints is refused without latching (after a reflex the filter's resync brings it back).
@@ -27,7 +27,7 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-from cdp_ros_common.fr3_limits import WORKSPACE_BOX_MAX, WORKSPACE_BOX_MIN
+from cdp_core.robot.limits import WORKSPACE_BOX_MAX, WORKSPACE_BOX_MIN
 from cdp_ros_common.names import SAFETY_FILTER_NODE
 from cdp_ros_common.sole_publisher import Endpoint, SolePublisher
 

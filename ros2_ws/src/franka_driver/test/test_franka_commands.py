@@ -9,7 +9,8 @@ from cdp_ros_common.names import JOINT_NAMES
 from geometry_msgs.msg import PoseStamped
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from franka_driver.backend import DriverConfig, canonical_quat, rotation_to_quat
+from cdp_core.robot.rotations import W_NON_NEGATIVE, matrix_to_quat
+from franka_driver.backend import DriverConfig, canonical_quat
 from franka_driver.commands import CommandMonitor, parse_joint_command, parse_pose_command
 
 HOME = [0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]
@@ -67,7 +68,7 @@ def test_pose_command_frame_and_quaternion_checks():
 def test_quaternion_convention_w_non_negative():
     np.testing.assert_allclose(canonical_quat([0, 0, 0, -1]), [0, 0, 0, 1])
     r = np.array([[1, 0, 0], [0, -1, 0], [0, 0, -1]], dtype=float)  # 180 deg about x: the FR3's home tool
-    np.testing.assert_allclose(rotation_to_quat(r), [1, 0, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(matrix_to_quat(r, hemisphere=W_NON_NEGATIVE), [1, 0, 0, 0], atol=1e-12)
     rng = np.random.default_rng(0)
     for _ in range(50):
         q = canonical_quat(rng.normal(size=4))
@@ -75,7 +76,7 @@ def test_quaternion_convention_w_non_negative():
         rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
                         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
                         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-        np.testing.assert_allclose(rotation_to_quat(rot), q, atol=1e-9)
+        np.testing.assert_allclose(matrix_to_quat(rot, hemisphere=W_NON_NEGATIVE), q, atol=1e-9)
 
 
 def test_monitor_holds_once_after_a_velocity_stream_goes_quiet():

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from backend_helpers import OFFSET, stream_to, wait_until_reached
 
-from franka_driver.backend import DriverConfig, make_backend, rotation_to_quat
+from cdp_core.robot.rotations import W_NON_NEGATIVE, matrix_to_quat
+from franka_driver.backend import DriverConfig, make_backend
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def test_tcp_pose_equals_franky_sim_kinematics(sim_server, kinematics, backend_n
             st = be.read_state()
             pose = kinematics(st.q)
             pos_err = np.linalg.norm(st.position - np.asarray(pose.translation))
-            q_ref = rotation_to_quat(np.asarray(pose.rotation))
+            q_ref = matrix_to_quat(np.asarray(pose.rotation), hemisphere=W_NON_NEGATIVE)
             ang_err = 2 * np.arccos(min(1.0, abs(float(np.dot(st.quat_xyzw, q_ref)))))
             print(f"{backend_name}: |TCP - kinematics(q)| = {pos_err * 1e3:.4f} mm, {ang_err:.2e} rad")
             assert pos_err < 1e-3, f"{backend_name}: TCP position off by {pos_err * 1e3:.3f} mm"

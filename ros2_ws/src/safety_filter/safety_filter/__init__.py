@@ -1,6 +1,6 @@
 """Safety filter: the only path from policy / teleop commands to the Franka driver."""
 
 from .filter import CartesianOutput, CartesianSafetyFilter, FilterOutput, SafetyConfig, SafetyFilter
-from .limits import FR3Limits
+from cdp_core.robot.limits import FR3Limits
 
 __all__ = ["CartesianOutput", "CartesianSafetyFilter", "FilterOutput", "FR3Limits", "SafetyConfig", "SafetyFilter"]

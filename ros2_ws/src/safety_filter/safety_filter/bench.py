@@ -10,8 +10,10 @@ import time
 
 import numpy as np
 
+from cdp_core.robot.kinematics import forward_kinematics
+from cdp_core.robot.rotations import W_NON_NEGATIVE, matrix_to_quat
+
 from .filter import CartesianSafetyFilter, SafetyConfig, SafetyFilter
-from .kinematics import forward_kinematics, matrix_to_quat
 
 Q0 = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
 
@@ -47,7 +49,7 @@ def bench_cartesian(ticks: int) -> list[float]:
     f = CartesianSafetyFilter(cfg)
     f.sync_joints(Q0, 0.0)
     home = forward_kinematics(Q0)
-    quat = matrix_to_quat(home[:3, :3])
+    quat = matrix_to_quat(home[:3, :3], hemisphere=W_NON_NEGATIVE)
     times = []
     for k in range(ticks):
         t = k * cfg.dt

@@ -28,11 +28,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
-from cdp_ros_common.fr3_limits import WORKSPACE_BOX_MAX, WORKSPACE_BOX_MIN
+from cdp_core.robot.kinematics import forward_kinematics
+from cdp_core.robot.limits import WORKSPACE_BOX_MAX, WORKSPACE_BOX_MIN, FR3Limits
+from cdp_core.robot.rotations import W_NON_NEGATIVE, matrix_to_quat, matrix_to_rotvec, quat_to_matrix, rotvec_to_matrix, tool_tilt
 
 from .guard import JerkLimitedGuard
-from .kinematics import forward_kinematics, matrix_to_quat, matrix_to_rotvec, quat_to_matrix, rotvec_to_matrix, tool_tilt
-from .limits import FR3Limits
 from .reasons import Intervention, Reject, kind_of, reason
 
 _TOL = 1e-9
@@ -629,7 +629,7 @@ class CartesianSafetyFilter(_FilterCore):
         if q.shape != (7,) or not np.isfinite(q).all():
             return self._reject(Reject.MEASURED_UNUSABLE, "measured joint state unusable")
         tf = forward_kinematics(q)
-        return self.sync(tf[:3, 3], matrix_to_quat(tf[:3, :3]), t)
+        return self.sync(tf[:3, 3], matrix_to_quat(tf[:3, :3], hemisphere=W_NON_NEGATIVE), t)
 
     def check_drift(self, q_measured: np.ndarray, t: float) -> str | None:
         """Take measured joints; start a resync if the TCP left the filter state (returns why).
@@ -694,7 +694,7 @@ class CartesianSafetyFilter(_FilterCore):
             assert m is not None
             if g.at_rest and float(np.linalg.norm(g.p[:3] - m[:3])) <= 0.002:
                 self._resync = False
-                self.sync(g.p[:3].copy(), matrix_to_quat(self._rotations(g.p[None, 3:])[0]), t_now)
+                self.sync(g.p[:3].copy(), matrix_to_quat(self._rotations(g.p[None, 3:])[0], hemisphere=W_NON_NEGATIVE), t_now)
                 brake, mode = True, "idle"
             else:
                 notes.append(reason(Intervention.RESYNC, "converging to the measured pose"))
@@ -741,4 +741,4 @@ class CartesianSafetyFilter(_FilterCore):
         self._count(notes)
         self.last_output_time = t_now
         rot = self._rotations(g.p[None, 3:])[0]
-        return CartesianOutput(t_now, g.p[:3].copy(), matrix_to_quat(rot), g.v.copy(), g.a.copy(), notes, mode)
+        return CartesianOutput(t_now, g.p[:3].copy(), matrix_to_quat(rot, hemisphere=W_NON_NEGATIVE), g.v.copy(), g.a.copy(), notes, mode)

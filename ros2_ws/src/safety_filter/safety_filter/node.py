@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from cdp_core.robot.limits import FR3Limits
 from cdp_ros_common import names
 from cdp_ros_common.conversions import MessageError, msg_to_chunk, msg_to_pose, pose_to_msg, sec_to_time
 from cdp_ros_common.diagnostics import ERROR, OK, STALE, WARN, array, status
@@ -50,7 +51,6 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from .filter import CartesianSafetyFilter, SafetyConfig, SafetyFilter
-from .limits import FR3Limits
 from .reasons import Intervention, Reject, kind_of, reason
 
 

@@ -10,8 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cdp_core.robot.kinematics import forward_kinematics
+from cdp_core.robot.rotations import tool_tilt
+
 from .filter import SafetyConfig
-from .kinematics import forward_kinematics, tool_tilt
 
 
 def joint_stream_violations(positions: Sequence[np.ndarray], velocities: Sequence[np.ndarray],

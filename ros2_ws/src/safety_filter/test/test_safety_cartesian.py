@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from safety_filter import CartesianSafetyFilter, SafetyConfig
-from safety_filter.kinematics import forward_kinematics, matrix_to_quat, quat_to_matrix, rotvec_to_matrix, tool_tilt
+from cdp_core.robot.kinematics import forward_kinematics
+from cdp_core.robot.rotations import W_NON_NEGATIVE, matrix_to_quat, quat_to_matrix, rotvec_to_matrix, tool_tilt
+
 
 Q0 = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
 DT = 0.01
 HOME = forward_kinematics(Q0)
 HOME_X = HOME[:3, 3]
-HOME_Q = matrix_to_quat(HOME[:3, :3])
+HOME_Q = matrix_to_quat(HOME[:3, :3], hemisphere=W_NON_NEGATIVE)
 
 
 class Run:
@@ -65,7 +67,7 @@ def test_tracks_reachable_pose_within_limits():
     r = Run()
     goal_x = HOME_X + np.array([0.1, -0.1, 0.05])
     goal_r = rotvec_to_matrix(np.array([0.0, 0.0, 0.5])) @ HOME[:3, :3]  # yaw about world z
-    r.steps(300, resend=lambda: r.target(goal_x, matrix_to_quat(goal_r)))
+    r.steps(300, resend=lambda: r.target(goal_x, matrix_to_quat(goal_r, hemisphere=W_NON_NEGATIVE)))
     out = r.outs[-1]
     assert np.allclose(out.position, goal_x, atol=1e-6)
     assert np.allclose(quat_to_matrix(out.quaternion), goal_r, atol=1e-6)
@@ -88,7 +90,7 @@ def test_target_outside_box_clamped():
 def test_overtilted_orientation_rejected():
     r = Run()
     flipped = rotvec_to_matrix(np.array([1.6, 0.0, 0.0])) @ HOME[:3, :3]
-    r.steps(100, resend=lambda: r.target(HOME_X, matrix_to_quat(flipped)))
+    r.steps(100, resend=lambda: r.target(HOME_X, matrix_to_quat(flipped, hemisphere=W_NON_NEGATIVE)))
     tilts = [tool_tilt(quat_to_matrix(o.quaternion)) for o in r.outs]
     assert max(tilts) <= r.f.config.max_tilt_rad + 1e-9
     assert any("orientation_rejected" in n for o in r.outs for n in o.interventions)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from safety_filter import FR3Limits, SafetyConfig, SafetyFilter
-from safety_filter.kinematics import forward_kinematics
+from cdp_core.robot.kinematics import forward_kinematics
 from safety_filter.verify import joint_stream_violations
 
 Q0 = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])  # TCP ~ (0.46, 0, 0.40), pointing down

@@ -237,7 +237,8 @@ def test_cartesian_mode_publishes_pose_commands_inside_the_box():
     from geometry_msgs.msg import PoseStamped
 
     from cdp_ros_common.conversions import pose_to_msg
-    from safety_filter.kinematics import forward_kinematics, matrix_to_quat
+    from cdp_core.robot.kinematics import forward_kinematics
+    from cdp_core.robot.rotations import W_NON_NEGATIVE, matrix_to_quat
 
     context = rclpy.context.Context()
     rclpy.init(context=context)
@@ -281,10 +282,10 @@ def test_cartesian_mode_publishes_pose_commands_inside_the_box():
             # A teleop source re-sends its target (the 0.15 s watchdog would otherwise stop the
             # motion part-way, which is the point of the watchdog).
             target_pub.publish(pose_to_msg(peer.get_clock().now().nanoseconds * 1e-9, goal,
-                                           matrix_to_quat(home[:3, :3])))
+                                           matrix_to_quat(home[:3, :3], hemisphere=W_NON_NEGATIVE)))
             return abs(poses[-1].pose.position.z - goal[2]) < 1e-4
         assert wait_for(reached)
-        bad = pose_to_msg(now, np.array([np.nan, 0.0, 0.3]), matrix_to_quat(home[:3, :3]))
+        bad = pose_to_msg(now, np.array([np.nan, 0.0, 0.3]), matrix_to_quat(home[:3, :3], hemisphere=W_NON_NEGATIVE))
         target_pub.publish(bad)
         time.sleep(0.3)
         with lock:

@@ -17,7 +17,8 @@ from hypothesis import event as note_event
 from hypothesis import strategies as st
 
 from safety_filter import CartesianSafetyFilter, SafetyConfig, SafetyFilter
-from safety_filter.kinematics import forward_kinematics, quat_to_matrix, tool_tilt
+from cdp_core.robot.kinematics import forward_kinematics
+from cdp_core.robot.rotations import quat_to_matrix, tool_tilt
 from safety_filter.verify import joint_stream_violations
 
 Q0 = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])

@@ -1,8 +1,15 @@
 """Franka Research 3 motion limits: the one table every layer of the stack keeps inside.
 
-The safety filter enforces conservative fractions of it (``velocity_scale`` etc.); the Franka
-driver's own trajectory generator runs at ``relative_dynamics_factor`` of the same hardware
-values (:meth:`FR3Limits.generator_limits`). No ROS import here.
+Every slower profile is *derived* from this table, by name, never typed again:
+
+* ``filter``: the safety filter's conservative fractions (``velocity_scale`` etc.; the
+  ``FR3Limits.velocity`` / ``acceleration`` / ``jerk`` properties);
+* ``generator``: the Franka driver's own trajectory generator at ``relative_dynamics_factor``
+  (:meth:`FR3Limits.generator_limits`);
+* ``hardware``: the table itself, which offline checks of command sequences use
+  (``cdp_core.sim.replay.check_targets``).
+
+Part of :mod:`cdp_core.robot` (numpy only: no ROS, no torch, no MuJoCo).
 
 Sources
 -------
@@ -33,6 +40,10 @@ from dataclasses import dataclass
 import numpy as np
 
 Vec7 = tuple[float, float, float, float, float, float, float]
+
+#: The FR3 hardware table with the filter's default scales; the one instance code reads when it
+#: has no configured table of its own.
+FR3: "FR3Limits"
 
 #: The stack's default TCP workspace box in fr3_link0 (m): the safety filter keeps the TCP inside
 #: it (shrunk by its margin), the driver refuses commands outside it. A cell fact, overridden per
@@ -142,6 +153,11 @@ class FR3Limits:
             raise ValueError(f"dynamics factor must be in (0, 1], got {factor}")
         return (np.asarray(self.v_max) * factor, np.asarray(self.a_max) * factor, np.asarray(self.j_max) * factor)
 
+    @property
+    def hardware(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(velocity, acceleration, jerk) per joint of the table itself: what the arm rejects beyond."""
+        return self.generator_limits(1.0)
+
     def outside_hard_limits(self, q: np.ndarray) -> np.ndarray:
         """Indices of joints of ``q`` (7,) outside the datasheet position limits (no margin)."""
         q = np.asarray(q, dtype=np.float64)
@@ -158,3 +174,6 @@ class FR3Limits:
     def cartesian_rotation(self) -> tuple[float, float, float]:
         return (self.cart_v_rot * self.velocity_scale, self.cart_a_rot * self.acceleration_scale,
                 self.cart_j_rot * self.jerk_scale)
+
+
+FR3 = FR3Limits()
