@@ -8,7 +8,6 @@ policy sees the object only on /perception/object_pose.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -29,7 +28,6 @@ from cdp_ros_common.conversions import msg_to_pose  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "peg_insert" / "cdp_peg.onnx"
@@ -80,7 +78,7 @@ def perception_stack():
         try:
             probe.wait_for_stack(120.0)
             probe.wait_for_pose(60.0)
-            probe.select_source("teleop")
+            probe.stack.select_source("teleop")
         except Exception as exc:
             raise RuntimeError("perception stack did not come up:\n" + log.getvalue()[-6000:]) from exc
         yield graph, probe, log
@@ -116,12 +114,12 @@ def test_closed_loop_episode_on_perception(perception_stack):
 def test_dead_perception_leaves_the_arm_holding(perception_stack):
     """Perception dies while the policy drives: the object pose goes stale, the policy stops, the arm holds."""
     graph, probe, _ = perception_stack
-    probe.enable_policy(False)
-    reset = probe._call(probe.reset_cli, Trigger.Request())
-    probe.go_home(home_configuration(probe.task, int(json.loads(reset.message)["seed"]), 0.05))
-    probe.select_source("policy")
-    probe._call(probe.start_cli, Trigger.Request())
-    probe.enable_policy(True)
+    probe.stack.enable_policy(False)
+    reset = probe.stack.reset_episode()
+    probe.stack.go_home(home_configuration(probe.task, int(reset["seed"]), 0.05))
+    probe.stack.select_source("policy")
+    probe.stack.start_episode()
+    probe.stack.enable_policy(True)
     time.sleep(1.5)  # the policy is driving the arm
     perception = next(n for n in graph.nodes if n.spec.name == "perception_node")
     os.killpg(perception.process.pid, signal.SIGKILL)
@@ -129,13 +127,13 @@ def test_dead_perception_leaves_the_arm_holding(perception_stack):
     rows = []
     t_end = time.monotonic() + 1.5
     while time.monotonic() < t_end:
-        rows.append(probe.q.copy())
+        rows.append(probe.stack.q.copy())
         time.sleep(0.02)
     n_msgs = len(probe.policy_messages)
     time.sleep(1.5)  # the policy reports once a second
     reasons = probe.policy_messages[n_msgs:]
-    probe.enable_policy(False)
-    probe.select_source("teleop")
+    probe.stack.enable_policy(False)
+    probe.stack.select_source("teleop")
     assert np.max(np.ptp(np.array(rows), axis=0)) < 0.003, "arm still moving after perception died"
     assert graph.check() == ("perception_node", -signal.SIGKILL)  # a required node: cdp-graph stops the graph
     assert any("/perception/object_pose" in r for r in reasons), reasons

@@ -49,8 +49,6 @@ class Probe(EpisodeRunner):
         self.create_subscription(JointTrajectory, names.SAFETY_COMMAND, self._on_command, 100)
         self.create_subscription(String, names.SAFETY_INTERVENTION, lambda m: self.interventions.append(m.data), 100)
         self.create_subscription(DiagnosticArray, names.DIAGNOSTICS, self._on_driver_diag, 50)
-        self.estop_cli = self.create_client(Trigger, names.SAFETY_ESTOP)
-        self.safety_reset_cli = self.create_client(Trigger, names.SAFETY_RESET)
 
     def _on_command(self, msg: JointTrajectory) -> None:
         p = msg.points[0]
@@ -67,7 +65,7 @@ class Probe(EpisodeRunner):
         """Stream a hold-at-``q`` command on the teleop topic for ``seconds``."""
         t_end = time.monotonic() + seconds
         while time.monotonic() < t_end:
-            self.teleop.publish(chunk_to_msg(self.now(), 0.1, np.asarray(q)[None]))
+            self.stack.teleop.publish(chunk_to_msg(self.now(), 0.1, np.asarray(q)[None]))
             time.sleep(0.05)
 
     def teleop_until(self, q: np.ndarray, tolerance: float = 0.01, timeout_s: float = 30.0) -> float:
@@ -77,18 +75,18 @@ class Probe(EpisodeRunner):
         and the safety filter waits for the lagging arm."""
         t_end = time.monotonic() + timeout_s
         while time.monotonic() < t_end:
-            self.teleop.publish(chunk_to_msg(self.now(), 0.1, np.asarray(q)[None]))
-            if float(np.max(np.abs(self.q - q))) < tolerance:
+            self.stack.teleop.publish(chunk_to_msg(self.now(), 0.1, np.asarray(q)[None]))
+            if float(np.max(np.abs(self.stack.q - q))) < tolerance:
                 break
             time.sleep(0.05)
         self.teleop_stream(q, 0.3)
-        return float(np.max(np.abs(self.q - q)))
+        return float(np.max(np.abs(self.stack.q - q)))
 
     def settle(self, seconds: float = 1.0) -> np.ndarray:
         """Joint positions sampled over ``seconds`` (rows)."""
         rows, t_end = [], time.monotonic() + seconds
         while time.monotonic() < t_end:
-            rows.append(self.q.copy())
+            rows.append(self.stack.q.copy())
             time.sleep(0.02)
         return np.array(rows)
 
@@ -110,7 +108,7 @@ def stack():
         threading.Thread(target=executor.spin, daemon=True).start()
         try:
             probe.wait_for_stack(90.0)
-            probe.select_source("teleop")
+            probe.stack.select_source("teleop")
         except Exception as exc:
             raise RuntimeError("stack did not come up:\n" + log.getvalue()[-6000:]) from exc
         yield graph, probe, log
@@ -122,7 +120,7 @@ def stack():
 def test_arm_reaches_a_commanded_target(stack):
     _, probe, _ = stack
     target = HOME_Q + np.array([0.25, 0.1, 0.0, 0.1, 0.0, -0.1, 0.2])
-    assert probe.teleop_until(target) < 0.01, probe.q - target
+    assert probe.teleop_until(target) < 0.01, probe.stack.q - target
 
 
 def test_nan_and_out_of_limit_commands_never_reach_the_driver(stack):
@@ -135,7 +133,7 @@ def test_nan_and_out_of_limit_commands_never_reach_the_driver(stack):
     far = HOME_Q + 2.0  # a 2 rad jump on every joint
     for q in (bad, beyond, far):
         for _ in range(10):
-            probe.teleop.publish(chunk_to_msg(probe.now(), 0.1, q[None]))
+            probe.stack.teleop.publish(chunk_to_msg(probe.now(), 0.1, q[None]))
             time.sleep(0.05)
     time.sleep(1.0)
     sent = probe.commands[start:]
@@ -144,7 +142,7 @@ def test_nan_and_out_of_limit_commands_never_reach_the_driver(stack):
     assert np.isfinite(pos).all()
     assert (pos >= Q_MIN).all() and (pos <= Q_MAX).all()
     assert any("nan" in m.lower() or "finite" in m.lower() for m in probe.interventions), probe.interventions
-    assert (probe.q >= Q_MIN).all() and (probe.q <= Q_MAX).all()
+    assert (probe.stack.q >= Q_MIN).all() and (probe.stack.q <= Q_MAX).all()
 
 
 def test_estop_holds_until_reset(stack):
@@ -152,14 +150,14 @@ def test_estop_holds_until_reset(stack):
     # From home: the previous test may have left the arm against the workspace box, where a
     # further move would be (rightly) refused.
     assert probe.teleop_until(HOME_Q) < 0.01
-    here = probe.q.copy()
+    here = probe.stack.q.copy()
     probe.teleop_stream(here, 1.0)
-    res = probe._call(probe.estop_cli, Trigger.Request())
+    res = probe.stack.call(names.SAFETY_ESTOP, Trigger.Request(), srv_type=Trigger)
     assert res.success
     goal = here + np.array([0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     probe.teleop_stream(goal, 2.0)
-    assert np.max(np.abs(probe.q - here)) < 0.01, "arm moved during e-stop"
-    res = probe._call(probe.safety_reset_cli, Trigger.Request())
+    assert np.max(np.abs(probe.stack.q - here)) < 0.01, "arm moved during e-stop"
+    res = probe.stack.call(names.SAFETY_RESET, Trigger.Request(), srv_type=Trigger)
     assert res.success
     assert probe.teleop_until(goal) < 0.01, "arm did not follow fresh commands after reset"
 
@@ -184,11 +182,11 @@ def test_closed_loop_episodes_bring_the_tool_to_the_target(stack):
 
 def test_killed_policy_node_leaves_the_arm_holding(stack):
     graph, probe, _ = stack
-    probe.enable_policy(False)
-    probe._call(probe.reset_cli, Trigger.Request())
-    probe.go_home(HOME_Q)
-    probe.select_source("policy")
-    probe.enable_policy(True)
+    probe.stack.enable_policy(False)
+    probe.stack.reset_episode()
+    probe.stack.go_home(HOME_Q)
+    probe.stack.select_source("policy")
+    probe.stack.enable_policy(True)
     time.sleep(1.5)  # the policy is driving the arm
     policy = next(n for n in graph.nodes if n.spec.name == "policy_node")
     os.killpg(policy.process.pid, signal.SIGKILL)

@@ -138,9 +138,6 @@ class Recorder(EpisodeRunner):
         self.create_subscription(JointState, names.JOINT_STATES, self._on_measured, deep)
         self.create_subscription(String, names.SAFETY_INTERVENTION, self._on_intervention, deep)
         self.create_subscription(DiagnosticArray, names.DIAGNOSTICS, self._on_diagnostics, 50)
-        self.estop_cli = self.create_client(Trigger, names.SAFETY_ESTOP)
-        self.safety_reset_cli = self.create_client(Trigger, names.SAFETY_RESET)
-        self.driver_reset_cli = self.create_client(Trigger, names.DRIVER_RESET)
         self.filter_gid: bytes | None = None
         self.driver_gid: bytes | None = None  # only the real arm's states are recorded once known
 
@@ -197,16 +194,16 @@ class Recorder(EpisodeRunner):
     def stream(self, q: np.ndarray, seconds: float, period: float = 0.05, horizon: float = 0.1) -> None:
         t_end = time.monotonic() + seconds
         while time.monotonic() < t_end:
-            self.teleop.publish(chunk_to_msg(self.now(), horizon, np.asarray(q)[None]))
+            self.stack.teleop.publish(chunk_to_msg(self.now(), horizon, np.asarray(q)[None]))
             time.sleep(period)
 
     def wait_rest(self, timeout_s: float) -> float:
         """Seconds until every joint moves < 0.01 rad/s (measured over 0.1 s); inf if never."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout_s:
-            a = self.q.copy()
+            a = self.stack.q.copy()
             time.sleep(0.1)
-            if np.max(np.abs(self.q - a)) / 0.1 < 0.01:
+            if np.max(np.abs(self.stack.q - a)) / 0.1 < 0.01:
                 return time.monotonic() - t0 - 0.1
         return math.inf
 
@@ -214,8 +211,8 @@ class Recorder(EpisodeRunner):
         """Clear the driver's latch (it refuses while a foreign publisher is on the graph) and the filter's."""
         t_end = time.monotonic() + 10.0
         while True:
-            if self._call(self.driver_reset_cli, Trigger.Request()).success and \
-                    self._call(self.safety_reset_cli, Trigger.Request()).success:
+            if self.stack.call(names.DRIVER_RESET, Trigger.Request(), srv_type=Trigger).success and \
+                    self.stack.call(names.SAFETY_RESET, Trigger.Request(), srv_type=Trigger).success:
                 return
             assert time.monotonic() < t_end, "the stack could not be reset"
             time.sleep(0.2)
@@ -232,9 +229,9 @@ def stack():
         threading.Thread(target=executor.spin, daemon=True).start()
         try:
             rec.wait_for_stack(90.0)
-            rec.select_source("teleop")
+            rec.stack.select_source("teleop")
             rec.find_gids()
-            rec.go_home(HOME_Q)
+            rec.stack.go_home(HOME_Q)
         except Exception as exc:
             raise RuntimeError("stack did not come up:\n" + log.getvalue()[-6000:]) from exc
         yield graph, rec, log
@@ -267,15 +264,15 @@ def test_lagging_full_speed_move_reversal_and_a_stream_that_stops(stack):
 
 def test_estop_at_speed_brakes_and_holds(stack):
     _, rec, _ = stack
-    rec.go_home(HOME_Q)
+    rec.stack.go_home(HOME_Q)
     goal = HOME_Q + np.array([0.0, 0.0, 0.0, 0.0, 1.2, 0.0, 0.0])
     rec.stream(goal, 0.6)
-    assert rec._call(rec.estop_cli, Trigger.Request()).success
+    assert rec.stack.call(names.SAFETY_ESTOP, Trigger.Request(), srv_type=Trigger).success
     rest = rec.wait_rest(5.0)
-    here = rec.q.copy()
+    here = rec.stack.q.copy()
     rec.stream(goal, 1.0)  # commands during the e-stop
     print(f"e-stop at speed: at rest after {rest:.2f} s")
-    drift = float(np.max(np.abs(rec.q - here)))
+    drift = float(np.max(np.abs(rec.stack.q - here)))
     assert rest < REST_WITHIN_S, rest
     assert drift < 0.005, f"the arm moved {drift:.4f} rad during the e-stop"
     rec.reset_all()
@@ -283,8 +280,8 @@ def test_estop_at_speed_brakes_and_holds(stack):
 
 def test_a_second_publisher_on_safety_command_cannot_move_the_arm(stack):
     _, rec, _ = stack
-    rec.go_home(HOME_Q)
-    here = rec.q.copy()
+    rec.stack.go_home(HOME_Q)
+    here = rec.stack.q.copy()
     rogue = rclpy.create_node("rogue_commander")
     pub = rogue.create_publisher(JointTrajectory, names.SAFETY_COMMAND, 10)
     # Toward the floor: below the box's 0.03 m (the review's rogue reached z = 0.002 m).
@@ -299,24 +296,24 @@ def test_a_second_publisher_on_safety_command_cannot_move_the_arm(stack):
                                                    velocities=[0.0] * 7))
             pub.publish(msg)
             if k % 25 == 0:
-                rec.teleop.publish(chunk_to_msg(rec.now(), 0.1, here[None]))
+                rec.stack.teleop.publish(chunk_to_msg(rec.now(), 0.1, here[None]))
             k += 1
             time.sleep(0.002)  # 500 Hz
-        moved = float(np.max(np.abs(rec.q - here)))
-        z = float(fk_positions(rec.q)[0, 2])
+        moved = float(np.max(np.abs(rec.stack.q - here)))
+        z = float(fk_positions(rec.stack.q)[0, 2])
         print(f"rogue on /safety/command: arm moved {moved * 1e3:.2f} mrad, TCP z {z:.3f} m")
         assert moved < 0.005 and z > BOX_MIN[2]
-        driver = rec.diagnostics.get("franka_driver", {})
+        driver = rec.stack.diagnostics.get("franka_driver", {})
         assert "foreign" in driver.get("guard_fault", ""), driver
     finally:
         rogue.destroy_node()
     rec.reset_all()
-    rec.go_home(HOME_Q + np.array([0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]))  # the filter drives it again
+    rec.stack.go_home(HOME_Q + np.array([0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]))  # the filter drives it again
 
 
 def test_a_1khz_flood_does_not_starve_the_output(stack):
     _, rec, _ = stack
-    here = rec.q.copy()
+    here = rec.stack.q.copy()
     # Zero-stamped chunks count as observed on arrival, so they can be built beforehand and the
     # loop does nothing but publish (this process must reach 1 kHz on two busy cores).
     msgs = []
@@ -327,7 +324,7 @@ def test_a_1khz_flood_does_not_starve_the_output(stack):
     t0 = time.monotonic()
     k, next_t = 0, t0
     while time.monotonic() - t0 < 2.0:
-        rec.teleop.publish(msgs[k % len(msgs)])
+        rec.stack.teleop.publish(msgs[k % len(msgs)])
         k += 1
         next_t += 0.001
         while time.monotonic() < next_t:
@@ -343,11 +340,11 @@ def test_a_1khz_flood_does_not_starve_the_output(stack):
 
 def test_stamps_that_vary_do_not_grow_the_diagnostics(stack):
     _, rec, _ = stack
-    here = rec.q.copy()
+    here = rec.stack.q.copy()
     rng = random.Random(5)
     for _ in range(1500):
         offset = rng.uniform(-30.0, 30.0)
-        rec.teleop.publish(chunk_to_msg(rec.now() + offset, rng.uniform(0.01, 0.5), here[None]))
+        rec.stack.teleop.publish(chunk_to_msg(rec.now() + offset, rng.uniform(0.01, 0.5), here[None]))
         time.sleep(0.0005)
     rec.stream(here, 2.5)  # and the next diagnostics
     with rec.lock:
@@ -362,7 +359,7 @@ def test_stamps_that_vary_do_not_grow_the_diagnostics(stack):
 
 def test_duplicate_joint_names_are_refused(stack):
     _, rec, _ = stack
-    here = rec.q.copy()
+    here = rec.stack.q.copy()
     n = len(rec.interventions)
     msg = chunk_to_msg(rec.now(), 0.1, here[None])
     msg.joint_names = [names.JOINT_NAMES[0]] + list(names.JOINT_NAMES)
@@ -371,16 +368,16 @@ def test_duplicate_joint_names_are_refused(stack):
     t_end = time.monotonic() + 1.0
     while time.monotonic() < t_end:
         msg.header.stamp = chunk_to_msg(rec.now(), 0.1, here[None]).header.stamp
-        rec.teleop.publish(msg)
+        rec.stack.teleop.publish(msg)
         time.sleep(0.05)
-    assert np.max(np.abs(rec.q - here)) < 0.005
+    assert np.max(np.abs(rec.stack.q - here)) < 0.005
     assert "duplicate_joints" in rec.interventions_since(n)
 
 
 def test_a_forged_joint_state_publisher_cannot_steer_the_filter(stack):
     """Own attack: /joint_states claiming the arm is elsewhere would pull a resync toward it."""
     _, rec, _ = stack
-    here = rec.q.copy()
+    here = rec.stack.q.copy()
     forger = rclpy.create_node("forged_joint_states")
     pub = forger.create_publisher(JointState, names.JOINT_STATES, 10)
     fake = here + np.array([0.35, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
@@ -390,7 +387,7 @@ def test_a_forged_joint_state_publisher_cannot_steer_the_filter(stack):
             js = JointState(name=list(names.JOINT_NAMES), position=[float(v) for v in fake])
             js.header.stamp = forger.get_clock().now().to_msg()
             pub.publish(js)
-            rec.teleop.publish(chunk_to_msg(rec.now(), 0.1, here[None]))
+            rec.stack.teleop.publish(chunk_to_msg(rec.now(), 0.1, here[None]))
             time.sleep(0.005)
         with rec.lock:
             real = [q for t, q in rec.measured[-100:] if np.max(np.abs(q - fake)) > 0.01]
@@ -429,8 +426,8 @@ def test_ctrl_c_to_the_process_group_while_moving_every_node_exits_0_and_the_arm
     graph, rec, log = stack
     goal = HOME_Q + np.array([0.8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     rec.stream(goal, 0.5)  # moving
-    assert np.max(np.abs(rec.dq if rec.dq is not None else np.zeros(7))) > 0.05 or \
-        np.max(np.abs(rec.q - HOME_Q)) > 0.02
+    assert np.max(np.abs(rec.stack.dq if rec.stack.dq is not None else np.zeros(7))) > 0.05 or \
+        np.max(np.abs(rec.stack.q - HOME_Q)) > 0.02
     graph.interrupt_like_a_terminal()
     t_end = time.monotonic() + 30.0
     while any(n.process.poll() is None for n in graph.nodes) and time.monotonic() < t_end:

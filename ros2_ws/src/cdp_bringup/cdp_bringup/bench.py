@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=executor.spin, daemon=True).start()
     try:
         probe.wait_for_stack(90.0)
-        probe.select_source("teleop")
+        probe.stack.select_source("teleop")
         summary = probe.run(args.episodes)
     finally:
         executor.shutdown()

@@ -11,6 +11,7 @@ downstream of it stops.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .graph import GraphError, NodeSpec, load_graph, parse_launch_arguments, resolve
 
@@ -37,11 +38,15 @@ class NodeGraph:
     """The processes of a resolved node graph."""
 
     def __init__(self, specs: Sequence[NodeSpec], python: str = sys.executable, env: dict[str, str] | None = None,
-                 out=None, one_process_group: bool = False):
+                 out=None, one_process_group: bool = False, die_with_parent: bool = False):
         """``one_process_group``: every node in one new process group, as ``ros2 launch`` children
-        under a terminal are (so a Ctrl-C reaches them all at once); default: one session each."""
+        under a terminal are (so a Ctrl-C reaches them all at once); default: one session each.
+        ``die_with_parent``: every node gets SIGINT when this process dies, however it dies (a killed
+        evaluation runner must not leave a policy driving the arm unsupervised)."""
         self.specs = list(specs)
         self.one_process_group = one_process_group
+        self.die_with_parent = die_with_parent
+        self._restarting: str | None = None
         self.pgid: int | None = None
         self.python = python
         self.env = dict(os.environ if env is None else env)
@@ -72,24 +77,47 @@ class NodeGraph:
                 if self.check() is not None or (stop_event is not None and stop_event.is_set()):
                     return
                 time.sleep(0.05)
-            if self.one_process_group:
-                proc = subprocess.Popen(self.command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        env=self.env, process_group=self.pgid or 0, preexec_fn=_default_sigint)
-                self.pgid = self.pgid or proc.pid
-            else:
-                proc = subprocess.Popen(self.command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        env=self.env, start_new_session=True, preexec_fn=_default_sigint)
-            reader = threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True)
-            reader.start()
-            self.nodes.append(RunningNode(spec, proc, reader))
-            self._say("cdp-graph", f"started {spec.name} (pid {proc.pid}): {' '.join(self.command(spec))}")
+            self.nodes.append(self._spawn(spec))
+
+    def _spawn(self, spec: NodeSpec) -> RunningNode:
+        preexec = _child_setup_dying_with_parent if self.die_with_parent else _default_sigint
+        if self.one_process_group:
+            proc = subprocess.Popen(self.command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    env=self.env, process_group=self.pgid or 0, preexec_fn=preexec)
+            self.pgid = self.pgid or proc.pid
+        else:
+            proc = subprocess.Popen(self.command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    env=self.env, start_new_session=True, preexec_fn=preexec)
+        reader = threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True)
+        reader.start()
+        self._say("cdp-graph", f"started {spec.name} (pid {proc.pid}): {' '.join(self.command(spec))}")
+        return RunningNode(spec, proc, reader)
+
+    def restart_node(self, name: str, overrides: dict[str, str], timeout_s: float = 5.0) -> None:
+        """Stop node ``name`` (SIGINT, then harder) and start it again with ``overrides`` added.
+
+        While it restarts, its exit does not count as a required node failing.
+        """
+        idx = next((i for i, n in enumerate(self.nodes) if n.spec.name == name), None)
+        if idx is None:
+            raise GraphError(f"no running node named {name!r}")
+        old = self.nodes[idx]
+        self._restarting = name
+        try:
+            self._say("cdp-graph", f"restarting {name} with {overrides}")
+            self._stop_one(old, timeout_s)
+            spec = replace(old.spec, overrides={**old.spec.overrides, **overrides})
+            self.specs[self.specs.index(old.spec)] = spec
+            self.nodes[idx] = self._spawn(spec)
+        finally:
+            self._restarting = None
 
     def check(self) -> tuple[str, int] | None:
         """The first required node that has exited, as (name, exit code); None while all run."""
         if self.failed is None:
             for n in self.nodes:
                 code = n.process.poll()
-                if code is not None and n.spec.required:
+                if code is not None and n.spec.required and n.spec.name != self._restarting:
                     self.failed = (n.spec.name, code)
                     break
         return self.failed
@@ -99,19 +127,21 @@ class NodeGraph:
         for i, n in enumerate(reversed(self.nodes)):
             if n.process.poll() is None:
                 self._say("cdp-graph", f"stopping {n.spec.name}")
-                self._signal(n, signal.SIGINT)
-                try:
-                    n.process.wait(timeout_s)
-                except subprocess.TimeoutExpired:
-                    self._signal(n, signal.SIGTERM)
-                    try:
-                        n.process.wait(2.0)
-                    except subprocess.TimeoutExpired:
-                        self._signal(n, signal.SIGKILL)
-                        n.process.wait()
-            n.reader.join(timeout=1.0)
+            self._stop_one(n, timeout_s)
             if i == 0 and len(self.nodes) > 1:
                 time.sleep(HOLD_SETTLE_S)
+
+    def _stop_one(self, n: RunningNode, timeout_s: float) -> None:
+        for sig, wait in ((signal.SIGINT, timeout_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, None)):
+            if n.process.poll() is not None:
+                break
+            self._signal(n, sig)
+            try:
+                n.process.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        n.reader.join(timeout=1.0)
 
     def _signal(self, node: RunningNode, sig: int) -> None:
         if self.one_process_group:
@@ -152,6 +182,15 @@ def _default_sigint() -> None:
     the graceful stop (SIGINT first) would be ignored until the SIGKILL escalation.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _child_setup_dying_with_parent() -> None:
+    """In the child: default SIGINT, and SIGINT when the parent dies (Linux PR_SET_PDEATHSIG)."""
+    _default_sigint()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)
+    except OSError:
+        pass
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:

@@ -2,6 +2,7 @@
 
 import io
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -132,6 +133,76 @@ def test_launcher_reports_a_dead_required_node_and_kills_stubborn_ones(tmp_path)
     assert g.check() == ("upstream", 3)
     g.stop(timeout_s=1.0)
     assert all(n.process.poll() is not None for n in g.nodes)
+
+
+def _wait_for(out: io.StringIO, text: str, timeout_s: float = 30.0) -> None:
+    t_end = time.monotonic() + timeout_s
+    while text not in out.getvalue():
+        assert time.monotonic() < t_end, out.getvalue()
+        time.sleep(0.1)
+
+
+def test_launcher_restarts_a_node_with_overrides_without_calling_it_dead(tmp_path):
+    out = io.StringIO()
+    g = NodeGraph(resolve(_fixture_graph(tmp_path), {}), python=sys.executable, env=_env(), out=out)
+    g.start()
+    try:
+        _wait_for(out, "[upstream] args")
+        old_pid = next(n.process.pid for n in g.nodes if n.spec.name == "upstream")
+        g.restart_node("upstream", {"extra": "1"})
+        assert g.check() is None  # its exit during the restart is not a failure
+        _wait_for(out, "extra:=1")
+        new = next(n for n in g.nodes if n.spec.name == "upstream")
+        assert new.process.pid != old_pid and new.process.poll() is None
+        assert "[upstream] stopped cleanly" in out.getvalue()  # the old one got SIGINT first
+        assert next(s for s in g.specs if s.name == "upstream").overrides["extra"] == "1"
+        with pytest.raises(GraphError, match="no running node"):
+            g.restart_node("nonexistent", {})
+    finally:
+        g.stop(timeout_s=2.0)
+    assert all(n.process.poll() is not None for n in g.nodes)
+
+
+def test_nodes_die_with_a_killed_launcher(tmp_path):
+    """die_with_parent: a SIGKILLed runner (no finally blocks run) still stops its nodes."""
+    _fixture_graph(tmp_path)  # writes tmp_path/graph.yaml
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from cdp_bringup.graph import load_graph, resolve
+        from cdp_bringup.launcher import NodeGraph
+        g = NodeGraph(resolve(load_graph({str(tmp_path / "graph.yaml")!r}), {{}}), die_with_parent=True,
+                      out=open({str(tmp_path / "out.log")!r}, "w"))
+        g.start()
+        print(" ".join(str(n.process.pid) for n in g.nodes), flush=True)
+        time.sleep(600)
+    """)], stdout=subprocess.PIPE, env=_env(), text=True)
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2
+        time.sleep(1.0)
+        parent.kill()
+        parent.wait(10)
+        t_end = time.monotonic() + 15.0
+        alive = pids
+        while alive and time.monotonic() < t_end:
+            alive = [p for p in pids if _alive(p)]
+            time.sleep(0.1)
+        assert not alive, f"nodes {alive} outlived their killed launcher"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by init) counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_home_configuration_matches_the_fast_path():

@@ -14,7 +14,6 @@ With ``select_source:=true`` the node makes itself the safety filter's active so
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -28,17 +27,14 @@ from cdp_ros_common import diagnostics, names
 from cdp_ros_common.conversions import chunk_to_msg, msg_to_pose
 from cdp_ros_common.params import declare_dataclass
 from cdp_ros_common.spinning import ignore_further_signals
+from cdp_ros_common.stack_client import StackClient, StackClientConfig, StackError
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import Parameter as ParameterMsg
-from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
-from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from .devices import DeviceError, PygameGamepad, TerminalKeyboard
@@ -66,10 +62,6 @@ class TeleopNodeConfig:
     scripted_seed: int = 0
     home_jitter: float = 0.05
     exit_when_done: bool = False
-
-
-class StackError(RuntimeError):
-    """A service of the stack is missing or refused (scripted mode)."""
 
 
 class TeleopNode(Node):
@@ -100,15 +92,12 @@ class TeleopNode(Node):
         self.create_subscription(PoseStamped, names.OBJECT_POSE, self._on_object, 10, callback_group=group)
         self.create_subscription(Bool, names.TASK_SUCCESS, lambda m: setattr(self, "success", bool(m.data)), 10,
                                  callback_group=group)
-        self.driver_error = ""
-        self.create_subscription(DiagnosticArray, names.DIAGNOSTICS, self._on_diagnostics, 50, callback_group=group)
+        self.stack = StackClient(self, StackClientConfig(safety_node=nc.safety_node, home_tolerance=0.03,
+                                                         homing_timeout_s=30.0))
+        self.stack.guard = self._stop_if_quitting
         self.cmd_pub = self.create_publisher(JointTrajectory, names.TELEOP_COMMAND, 10)
         self.event_pub = self.create_publisher(String, EPISODE_EVENT, 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
-        self.param_cli = self.create_client(SetParameters, f"/{nc.safety_node}/set_parameters", callback_group=group)
-        self.reset_cli = self.create_client(Trigger, names.SIM_RESET_EPISODE, callback_group=group)
-        self.start_cli = self.create_client(Trigger, names.SIM_START_EPISODE, callback_group=group)
-        self.recover_cli = self.create_client(Trigger, names.DRIVER_RECOVER, callback_group=group)
         self._last_tick = time.monotonic()
         self.create_timer(1.0 / self.config.rate_hz, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._diagnose, callback_group=group)
@@ -132,12 +121,6 @@ class TeleopNode(Node):
 
     def _on_object(self, msg: PoseStamped) -> None:
         self.object_pose = msg_to_pose(msg)
-
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        for st in msg.status:
-            if st.name == "franka_driver":
-                err = {kv.key: kv.value for kv in st.values}.get("error", "")
-                self.driver_error = "" if err == "no state yet" else err
 
     # --- the command stream -----------------------------------------------------------------
     def _tick(self) -> None:
@@ -188,23 +171,6 @@ class TeleopNode(Node):
              "recording": self.recording})))
 
     # --- worker thread: source selection and the scripted operator ----------------------------
-    def _call(self, client: Any, request: Any, timeout_s: float = 10.0) -> Any:
-        if not client.wait_for_service(timeout_sec=timeout_s):
-            raise StackError(f"service {client.srv_name} is not available")
-        done = threading.Event()
-        future = client.call_async(request)
-        future.add_done_callback(lambda _f: done.set())
-        if not done.wait(timeout_s):
-            raise StackError(f"service {client.srv_name} did not answer within {timeout_s} s")
-        return future.result()
-
-    def select_source(self) -> None:
-        p = ParameterMsg(name="active_source", value=ParameterValue(type=ParameterType.PARAMETER_STRING,
-                                                                     string_value="teleop"))
-        res = self._call(self.param_cli, SetParameters.Request(parameters=[p]))
-        if not res.results or not res.results[0].successful:
-            raise StackError("safety filter refused active_source=teleop")
-
     def _wait_synced(self, timeout_s: float = 60.0) -> None:
         t_end = time.monotonic() + timeout_s
         while not self.core.synced:
@@ -216,7 +182,7 @@ class TeleopNode(Node):
         try:
             self._wait_synced()
             if self.node_config.select_source or self.node_config.device == "scripted":
-                self.select_source()
+                self.stack.select_source("teleop")
                 self._say("teleop is the safety filter's active source")
             if self.node_config.device == "scripted":
                 # Unattended: clear a reflex latched before we started (the driver holds until our next command).
@@ -229,37 +195,24 @@ class TeleopNode(Node):
             self.exit_code = 1
             self.done.set()
 
-    def _follow_joint_path(self, times: np.ndarray, path: np.ndarray) -> None:
-        while True:
-            now = self.now()
-            k = int(np.searchsorted(times, now, side="right")) - 1
+    def _stop_if_quitting(self) -> None:
+        if self.done.is_set():
+            raise StackError("teleop node is stopping")
+
+    def _home(self, q_goal: np.ndarray) -> None:
+        """Home through the teleop core's target (this node's own stream carries it to the filter)."""
+        def follow(_times: np.ndarray, path: np.ndarray) -> None:
             with self.lock:
-                self.core.set_target_joints(path[min(max(k, 0), len(path) - 1)])
-            if now >= times[-1] or self.done.is_set():
-                return
-            time.sleep(0.02)
+                self.core.set_target_joints(path[0])
 
-    def _home(self, q_goal: np.ndarray, tolerance: float = 0.03, timeout_s: float = 30.0) -> None:
-        from cdp_ros_common.trajectories import homing_trajectory
-
-        with self.lock:
-            q_now = self.core.q_measured.copy()
-        times, path = homing_trajectory(q_now, q_goal, self.now(), 0.4, dt=0.05)
-        self._follow_joint_path(times, path)
-        t_end = time.monotonic() + timeout_s
-        while float(np.max(np.abs(self.core.q_measured - q_goal))) > tolerance:
-            if time.monotonic() > t_end or self.driver_error:
-                raise StackError(f"arm did not reach home within {timeout_s} s (driver error: {self.driver_error!r})")
-            time.sleep(0.05)
-        time.sleep(0.3)
+        self.stack.go_home(q_goal, sink=follow)
 
     def _recover(self) -> None:
-        res = self._call(self.recover_cli, Trigger.Request(), timeout_s=15.0)
-        self._say(f"driver recover: {res.message}")
+        self._say(f"driver recover: {self.stack.recover_driver()}")
         with self.lock:
             self.core.resync()
         t_end = time.monotonic() + 3.0
-        while self.driver_error and time.monotonic() < t_end:  # wait for the next diagnostics to confirm
+        while self.stack.driver_error() and time.monotonic() < t_end:  # wait for the next diagnostics to confirm
             time.sleep(0.1)
 
     def run_scripted(self) -> None:
@@ -269,7 +222,7 @@ class TeleopNode(Node):
         while kept < nc.episodes and not self.done.is_set():
             if attempts >= 2 * nc.episodes + 3:
                 raise StackError(f"gave up after {attempts} attempts ({kept} episodes kept): "
-                                 f"driver error {self.driver_error!r}")
+                                 f"driver error {self.stack.driver_error()!r}")
             attempts += 1
             try:
                 if self._scripted_episode(kept):
@@ -287,9 +240,8 @@ class TeleopNode(Node):
 
         nc = self.node_config
         task = get_task(nc.task)
-        reset = json.loads(self._call(self.reset_cli, Trigger.Request()).message)
-        seed = int(reset["seed"])
-        if self.driver_error:
+        seed = int(self.stack.reset_episode()["seed"])
+        if self.stack.driver_error():
             self._recover()
         self._home(home_configuration(task, seed, nc.home_jitter))
         t_reset = self.now()
@@ -303,9 +255,8 @@ class TeleopNode(Node):
         with self.lock:
             pos, rot = tcp_pose(self.core.q_target)
         plan = plan_scripted_demo(task, obj_pos, obj_quat, pos, rot, rng)
-        self._call(self.start_cli, Trigger.Request())
+        self.stack.start_episode()
         self.success = False
-        self.driver_error = ""
         self.send_event(START, seed=seed, strategy=plan.strategy, episode_index=index)
         t0 = self.now()
         while not self.done.is_set():
@@ -315,12 +266,13 @@ class TeleopNode(Node):
                 self.core.move_target(p, r)
             if t >= plan.duration and (self.success or t >= plan.duration + 2.0):  # the arm lags the target a little
                 break
-            if self.driver_error:
+            if self.stack.driver_error():
                 break
             time.sleep(1.0 / self.config.rate_hz)
-        if self.driver_error:
-            self.send_event("discard", seed=seed, reason=f"driver error: {self.driver_error}")
-            self._say(f"scripted episode seed {seed} discarded: driver error {self.driver_error}")
+        err = self.stack.driver_error()
+        if err:
+            self.send_event("discard", seed=seed, reason=f"driver error: {err}")
+            self._say(f"scripted episode seed {seed} discarded: driver error {err}")
             self._recover()
             return False
         ok = self.success

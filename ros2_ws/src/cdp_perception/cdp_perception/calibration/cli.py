@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.cmd == "collect":
-        from .ros_collect import CollectConfig, CollectionError, calibrate_via_stack
+        from cdp_ros_common.stack_client import StackError
+
+        from .ros_collect import CollectConfig, calibrate_via_stack
         from .solvers import CalibrationRefused
 
         try:
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         except CalibrationRefused as exc:
             print(str(exc), file=sys.stderr)
             return 2
-        except CollectionError as exc:
+        except StackError as exc:  # CollectionError included
             print(f"cdp-calibrate collect: {exc}", file=sys.stderr)
             return 1
         cal.save(args.out)

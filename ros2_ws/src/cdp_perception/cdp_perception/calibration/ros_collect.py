@@ -26,15 +26,11 @@ import numpy as np
 import rclpy
 from cdp_ros_common import names
 from cdp_ros_common.conversions import chunk_to_msg, msg_to_pose, time_to_sec
-from cdp_ros_common.trajectories import homing_trajectory
+from cdp_ros_common.stack_client import StackClient, StackClientConfig, StackError
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import Parameter as ParameterMsg
-from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from trajectory_msgs.msg import JointTrajectory
 
 from ..camera_node import IMAGE_TOPIC
 from ..geometry import pose_to_transform
@@ -43,7 +39,7 @@ from ..ros_images import msg_to_image
 from .solvers import HandEyeData, detect_board
 
 
-class CollectionError(RuntimeError):
+class CollectionError(StackError):
     """The stack is not there or not usable for collection; the message says what is missing."""
 
 
@@ -86,8 +82,9 @@ class CalibrationCollector(Node):
         self.create_subscription(JointState, names.JOINT_STATES, self._on_joints, 20, callback_group=group)
         self.create_subscription(PoseStamped, names.EE_POSE, self._on_tcp, 50, callback_group=group)
         self.create_subscription(Image, c.image_topic, self._on_image, 1, callback_group=group)
-        self.teleop = self.create_publisher(JointTrajectory, names.TELEOP_COMMAND, 10)
-        self.param_cli = self.create_client(SetParameters, f"/{c.safety_node}/set_parameters", callback_group=group)
+        self.stack = StackClient(self, StackClientConfig(safety_node=c.safety_node, homing_speed=c.speed_rad_s,
+                                                         home_tolerance=c.tolerance_rad, home_settle_s=0.0,
+                                                         homing_timeout_s=c.move_timeout_s))
 
     # --- subscriptions ----------------------------------------------------------------
     def _on_joints(self, msg: JointState) -> None:
@@ -123,39 +120,30 @@ class CalibrationCollector(Node):
                 raise CollectionError(f"nothing on {', '.join(missing)} within {timeout_s} s: is the stack "
                                       f"(driver, camera_node) running?")
             time.sleep(0.05)
-        if not self.param_cli.wait_for_service(timeout_sec=max(0.1, t_end - time.monotonic())):
-            raise CollectionError(f"{self.param_cli.srv_name} is not available: is the safety filter running?")
-
-    def select_teleop(self) -> None:
-        p = ParameterMsg(name="active_source", value=ParameterValue(type=ParameterType.PARAMETER_STRING,
-                                                                     string_value="teleop"))
-        future = self.param_cli.call_async(SetParameters.Request(parameters=[p]))
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        if not done.wait(10.0) or not future.result().results[0].successful:
-            raise CollectionError("the safety filter did not accept active_source=teleop")
+        self.stack.wait_for([self.stack.filter_parameters], max(0.1, t_end - time.monotonic()))
 
     def hold(self, q: np.ndarray) -> None:
-        self.teleop.publish(chunk_to_msg(self.now(), 0.1, np.asarray(q)[None]))
+        self.stack.teleop.publish(chunk_to_msg(self.now(), 0.1, np.asarray(q)[None]))
 
     def move_to(self, q_goal: np.ndarray) -> bool:
-        """Stream a path to ``q_goal`` and hold it until the arm is there and still; False on timeout."""
+        """Bring the arm to ``q_goal`` through the filter and hold it until it is still; False on timeout.
+
+        A driver error is not a pose to skip: it raises (StackError) and the collection stops.
+        """
         c = self.config
-        assert self.q is not None
-        times, path = homing_trajectory(self.q.copy(), q_goal, self.now() + 0.1, c.speed_rad_s)
         t_end = time.monotonic() + c.move_timeout_s
+        try:
+            self.stack.go_home(q_goal)
+        except StackError:
+            self.stack.check_driver()
+            return False
         while time.monotonic() < t_end:
-            now = self.now()  # once: a second reading may already be past the path's end
-            if now < times[-1]:
-                k = min(int(np.searchsorted(times, now)), len(times) - 1)
-                self.teleop.publish(chunk_to_msg(float(times[k]), 0.1, path[k:k + 20]))
-            else:
-                self.hold(q_goal)
-                with self._lock:
-                    there = float(np.max(np.abs(self.q - q_goal))) < c.tolerance_rad
-                    still = time.monotonic() - self._q_moved_at >= c.settle_s
-                if there and still:
-                    return True
+            self.hold(q_goal)
+            with self._lock:
+                there = float(np.max(np.abs(self.q - q_goal))) < c.tolerance_rad
+                still = time.monotonic() - self._q_moved_at >= c.settle_s
+            if there and still:
+                return True
             time.sleep(0.05)
         return False
 
@@ -191,7 +179,7 @@ def collect_via_stack(poses: list[np.ndarray], mode: str, board: BoardSpec, conf
     out = RosCollection(HandEyeData(mode), (0, 0))
     try:
         node.wait_ready()
-        node.select_teleop()
+        node.stack.select_source("teleop")
         for i, q in enumerate(poses):
             out.visited += 1
             if not node.move_to(q):
