@@ -25,10 +25,18 @@ class ModelContractError(RuntimeError):
     """An exported model cannot be used: missing, corrupt, or not what the consumer expects."""
 
 
-def preferred_providers(available: list[str]) -> list[str]:
-    """TensorRT, then CUDA, then CPU: whichever this ONNX Runtime build has."""
-    order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in order if p in available] or list(available)
+#: The one provider order of the project (policy node, evaluators, preflight): TensorRT, then CUDA,
+#: then CPU, whichever this ONNX Runtime build has.
+PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def preferred_providers(available: list[str], preference: tuple[str, ...] | list[str] = PROVIDER_ORDER) -> list[str]:
+    """The providers of ``preference`` this ONNX Runtime has, in that order; an error names what is missing."""
+    chosen = [p for p in preference if p in available]
+    if not chosen:
+        raise ModelContractError(f"none of the providers {list(preference)} is available in this ONNX Runtime "
+                                 f"build (available: {available})")
+    return chosen
 
 
 class OnnxPolicy:

@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..runtime import ModelContractError, OnnxPolicy
+from ..deploy import StackCapabilities, check_deployable
+from ..runtime import OnnxPolicy
 from .actions import ACTION_SPACES, JOINT_POSITION, ActionExecutor
 from .env import FR3TaskEnv
 from .tasks import Task, get_task
@@ -23,28 +24,11 @@ PolicyFn = Callable[[np.ndarray], np.ndarray]  # obs [1, To, obs_dim] -> actions
 def check_model_fits_task(meta: dict[str, Any], task: Task, action_spaces: tuple[str, ...] = ACTION_SPACES) -> None:
     """Refuse a model whose observations or actions do not match the task, before anything moves.
 
-    ``action_spaces``: the action spaces the caller can execute (the ROS stack: joint positions only).
+    The fast path builds every observation the task provides; ``action_spaces``: the action spaces
+    the caller can execute. The check itself is :func:`cdp_core.deploy.check_deployable`.
     """
-    spec = task.spec
-    problems = []
-    expected_obs = {k: v for k, v in spec.obs_dims.items()}
-    model_obs = {k: meta.get("obs_dims", {}).get(k) for k in meta.get("obs_keys", [])}
-    missing = [k for k in model_obs if k not in expected_obs]
-    if missing:
-        problems.append(f"model observes {missing}, which task {spec.name} does not provide")
-    wrong = [k for k, d in model_obs.items() if k in expected_obs and expected_obs[k] != d]
-    if wrong:
-        problems.append(f"observation dims differ for {wrong}")
-    if meta.get("action_dim") != 7:
-        problems.append(f"model has action_dim {meta.get('action_dim')}, task {spec.name} takes 7-dim actions")
-    space = meta.get("action_space", JOINT_POSITION)
-    if space not in action_spaces:
-        problems.append(f"model's action space is {space!r}; this path executes {', '.join(action_spaces)}")
-    rate = meta.get("rate_hz")
-    if rate is not None and abs(float(rate) - spec.control_hz) > 1e-6:
-        problems.append(f"model was trained at {rate} Hz, task runs at {spec.control_hz} Hz")
-    if problems:
-        raise ModelContractError(f"model does not fit task {spec.name}: " + "; ".join(problems))
+    check_deployable(meta, StackCapabilities(obs_dims=dict(task.spec.obs_dims), action_spaces=tuple(action_spaces),
+                                             name="this path"), task)
 
 
 def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps: int, n_action_steps: int,

@@ -207,16 +207,17 @@ class Preflight:
 
 def check_models(protocol: Protocol) -> dict[str, dict[str, Any]]:
     """Load every model with its contract check and the task fit; the first problem stops the protocol."""
+    from cdp_core.deploy import check_deployable
     from cdp_core.runtime import ModelContractError, OnnxPolicy
-    from cdp_core.sim.evaluate import check_model_fits_task
     from cdp_core.sim.tasks import get_task
+    from cdp_policy.observations import node_capabilities
 
     task = get_task(protocol.task)
     out = {}
     for name, path in protocol.policies.items():
         try:
             policy = OnnxPolicy(path, providers=["CPUExecutionProvider"])
-            check_model_fits_task(policy.metadata, task, action_spaces=("joint_position",))  # the stack's filter
+            check_deployable(policy.metadata, node_capabilities(), task)  # what the policy node will check
         except ModelContractError as exc:
             raise ProtocolError(f"policy {name!r}: {exc}") from exc
         m = policy.metadata

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from cdp_core.deploy import StackCapabilities, deployment_problems
 from cdp_core.robot.rotations import TOOL_DOWN, W_NON_NEGATIVE, QuaternionError
 from cdp_core.robot.rotations import canonical_quat as _canonical_quat
 
@@ -70,17 +71,22 @@ OBS_SOURCES: dict[str, ObsSource] = {
 }
 
 
+def node_capabilities() -> StackCapabilities:
+    """What the policy node serves (for :func:`cdp_core.deploy.check_deployable`): the observation
+    keys of :data:`OBS_SOURCES` and absolute joint-position actions (the joint safety filter's input)."""
+    return StackCapabilities(obs_dims={k: s.dim for k, s in OBS_SOURCES.items()}, action_spaces=("joint_position",),
+                             action_dim=7, name="the policy node")
+
+
 def check_obs_keys(obs_keys: Sequence[str], obs_dims: Mapping[str, int] | None = None) -> None:
-    """Raise :class:`ObservationError` naming every key that cannot be built or has the wrong size."""
-    unknown = [k for k in obs_keys if k not in OBS_SOURCES]
-    if unknown:
-        raise ObservationError(f"model observes {unknown}, which the policy node cannot build from ROS messages; "
-                               f"known observation keys: {sorted(OBS_SOURCES)}")
-    if obs_dims is not None:
-        wrong = [f"{k} (model {obs_dims.get(k)}, node {OBS_SOURCES[k].dim})" for k in obs_keys
-                 if obs_dims.get(k) != OBS_SOURCES[k].dim]
-        if wrong:
-            raise ObservationError(f"observation sizes differ: {', '.join(wrong)}")
+    """Raise :class:`ObservationError` naming every key that cannot be built or has the wrong size
+    (the observation part of :func:`cdp_core.deploy.deployment_problems`)."""
+    caps = node_capabilities()
+    dims = dict(obs_dims) if obs_dims is not None else {k: caps.obs_dims.get(k) for k in obs_keys}
+    problems = deployment_problems({"obs_keys": list(obs_keys), "obs_dims": dims, "action_dim": caps.action_dim},
+                                   caps)
+    if problems:
+        raise ObservationError("; ".join(problems))
 
 
 @dataclass

@@ -20,8 +20,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from cdp_core.runtime import PROVIDER_ORDER
 
-from .observations import ObservationBuffer, ObservationError, check_obs_keys
+from .observations import ObservationBuffer, node_capabilities
 
 #: Sentinel for ``expected_obs_keys``: accept whatever the model observes (if the node can build it).
 ANY_OBS_KEYS = "*"
@@ -62,7 +63,7 @@ class PolicyConfig:
     #: ONNX Runtime intra-op threads (0 = ORT's default: all cores).
     intra_op_threads: int = 1
     #: Execution providers in order of preference; those this ONNX Runtime lacks are skipped.
-    providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    providers: tuple[str, ...] = PROVIDER_ORDER
     #: Observation keys the deployment provides (any order); ``("*",)`` = accept the model's.
     expected_obs_keys: tuple[str, ...] = (ANY_OBS_KEYS,)
     #: Seed of the sampler noise; negative = from the OS.
@@ -123,45 +124,29 @@ class RunnerStats:
         return 1000 * float(p50), 1000 * float(p99)
 
 
-def choose_providers(preference: tuple[str, ...] | list[str]) -> list[str]:
-    """The preferred providers this ONNX Runtime has, in order; an error names what is missing."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    chosen = [p for p in preference if p in available]
-    if not chosen:
-        raise PolicyStartError(f"none of the configured providers {list(preference)} is available in this "
-                               f"ONNX Runtime build (available: {available})")
-    return chosen
-
-
 class PolicyRunner:
     """Loads and checks the model once, then turns control ticks into time-stamped action chunks."""
 
     def __init__(self, cfg: PolicyConfig):
-        from cdp_core.runtime import ModelContractError, OnnxPolicy
-        from cdp_ros_common.names import JOINT_NAMES
+        from cdp_core.deploy import check_deployable
+        from cdp_core.runtime import ModelContractError, OnnxPolicy, preferred_providers
+        import onnxruntime as ort
 
         self.cfg = cfg
         self.warnings: list[str] = []
         if not cfg.model_path:
             raise PolicyStartError("model_path is not set: give the exported .onnx policy to run")
         try:
-            # action_dim and space pinned here; obs keys are checked below as a set (their order is
-            # the model's). The stack sends joint targets through the joint safety filter; an
-            # ee_pose model (Cartesian actions) runs in cdp_core's fast path only, so far.
-            self.model = OnnxPolicy(cfg.model_path, expect={"action_dim": len(JOINT_NAMES),
-                                                             "action_space": "joint_position"},
-                                    providers=choose_providers(cfg.providers), intra_op_threads=cfg.intra_op_threads,
-                                    seed=cfg.seed if cfg.seed >= 0 else None)
+            # The one deployability check (cdp_core.deploy): the node's observation table, joint
+            # targets for the joint safety filter (an ee_pose model runs in the fast path only, so far).
+            self.model = OnnxPolicy(cfg.model_path, providers=preferred_providers(ort.get_available_providers(),
+                                                                                  cfg.providers),
+                                    intra_op_threads=cfg.intra_op_threads, seed=cfg.seed if cfg.seed >= 0 else None)
+            check_deployable(self.model.metadata, node_capabilities(), source=str(cfg.model_path))
         except ModelContractError as exc:
             raise PolicyStartError(str(exc)) from exc
         m = self.metadata = self.model.metadata
         self.provider = self.model.providers[0]
-        try:
-            check_obs_keys(m["obs_keys"], m["obs_dims"])
-        except ObservationError as exc:
-            raise PolicyStartError(f"{cfg.model_path}: {exc}") from exc
         self._check_expected_keys(m["obs_keys"])
         gate = m.get("convergence_gate")
         if gate and not gate.get("passed", True):

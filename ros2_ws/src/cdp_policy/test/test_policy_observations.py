@@ -61,9 +61,9 @@ def test_history_equals_fast_path_rollout(task, order):
 
 
 def test_unknown_and_mis_sized_keys_are_named():
-    with pytest.raises(ObservationError, match=r"\['agent_pos'\].*known observation keys"):
+    with pytest.raises(ObservationError, match=r"\['agent_pos'\].*cannot build; it builds"):
         check_obs_keys(["joint_pos", "agent_pos"])
-    with pytest.raises(ObservationError, match=r"ee_pos \(model 2, node 3\)"):
+    with pytest.raises(ObservationError, match=r"ee_pos \(model 2, the policy node 3\)"):
         ObservationBuffer(["ee_pos"], 2, 0.1, obs_dims={"ee_pos": 2})
 
 
@@ -120,3 +120,14 @@ def test_bad_messages_are_rejected_not_stored():
     buf.update_joint_state(1.0, FINGER_NAMES, [0.01, 0.015])
     res = buf.sample(1.0)
     np.testing.assert_allclose(res.history[0], [*range(7), 0.025], atol=1e-7)
+
+
+def test_the_node_serves_every_registered_tasks_observations():
+    """A model that fits a task (fast path) is also servable by the node: no key the task gives is missing."""
+    from cdp_core.sim.tasks import TASKS
+    from cdp_policy.observations import node_capabilities
+
+    caps = node_capabilities()
+    for name, task in TASKS.items():
+        for key, dim in task.spec.obs_dims.items():
+            assert caps.obs_dims.get(key) == dim, f"task {name} observes {key} ({dim}); the policy node does not"

@@ -38,7 +38,7 @@ def test_refuses_missing_corrupt_and_unset_model(tmp_path):
 
 def test_refuses_model_that_does_not_fit(fr3_model, tmp_path):
     # the 2-D toy model: 2 actions, observes agent_pos
-    with pytest.raises(PolicyStartError, match=r"action_dim: model has 2, expected 7"):
+    with pytest.raises(PolicyStartError, match=r"cannot build.*model has action_dim 2, the policy node sends 7"):
         make(TOY_MODEL)
     with pytest.raises(PolicyStartError, match=r"model observes \['target_pos'\], not in expected_obs_keys.*"
                                                r"\['hole_pose'\] are not observed"):
@@ -64,7 +64,7 @@ def test_refuses_cartesian_action_model(tmp_path):
     from model_factory import make_fr3_model
 
     ee = make_fr3_model(tmp_path, task="peg_insert", episodes=1, steps=2, action_space="ee_pose")
-    with pytest.raises(PolicyStartError, match=r"action_space: model has 'ee_pose', expected 'joint_position'"):
+    with pytest.raises(PolicyStartError, match=r"action space is 'ee_pose'; the policy node executes joint_position"):
         make(ee)
 
 

@@ -448,7 +448,7 @@ def check_model(path: str, task: str) -> CheckResult:
         return CheckResult("model", FAIL, f"cdp_core is not importable ({exc})", "install cdp_core (scripts/setup.sh)")
     try:
         # CPU provider: this check is about the file and its contract; GPU use is check_gpu's job.
-        policy = OnnxPolicy(path, expect={"action_dim": 7}, providers=["CPUExecutionProvider"])
+        policy = OnnxPolicy(path, providers=["CPUExecutionProvider"])
     except (ModelContractError, ValueError) as exc:
         if not Path(path).exists():
             fix = ("pass --model PATH (the model the graph will run, launch argument model:=...), or build the "
@@ -457,20 +457,15 @@ def check_model(path: str, task: str) -> CheckResult:
     meta = policy.metadata
     problems = []
     try:
-        from cdp_policy.observations import ObservationError, check_obs_keys
-
-        try:
-            check_obs_keys(meta.get("obs_keys", []), meta.get("obs_dims", {}))
-        except ObservationError as exc:
-            problems.append(f"policy node: {exc}")
-    except ImportError as exc:
-        problems.append(f"cdp_policy is not importable ({exc}): cannot check the node's observation table")
-    try:
-        from cdp_core.sim.evaluate import check_model_fits_task
+        # The node's own deployability check (cdp_core.deploy), with the task the graph runs.
+        from cdp_core.deploy import deployment_problems
         from cdp_core.sim.tasks import get_task
+        from cdp_policy.observations import node_capabilities
 
-        check_model_fits_task(meta, get_task(task), action_spaces=("joint_position",))  # the stack's filter
-    except Exception as exc:  # ModelContractError or UnknownTaskError
+        problems += deployment_problems(meta, node_capabilities(), get_task(task))
+    except ImportError as exc:
+        problems.append(f"cdp_policy is not importable ({exc}): cannot check what the policy node serves")
+    except Exception as exc:  # UnknownTaskError
         problems.append(str(exc))
     if problems:
         return CheckResult("model", FAIL, f"{path}: " + "; ".join(problems),
