@@ -84,15 +84,16 @@ def test_writer_killed_mid_update_yields_its_last_consistent_snapshot():
     import multiprocessing as mp
 
     from franka_driver.backend import BackendError
-    from franka_driver.pylibfranka_backend import SeqlockBlock
+    from franka_driver.shared_memory import SeqlockBlock, SharedLayout
 
+    layout = SharedLayout({"a": 0.0, "b": 0.0, "c": 0.0})
     alive = [True]
-    block = SeqlockBlock(mp.get_context("spawn").RawArray("d", 4), writer_alive=lambda: alive[0])
-    block.write({1: 1.0, 2: 2.0})
-    assert block.read()[1:3].tolist() == [1.0, 2.0]
-    block.a[0] += 1.0  # the writer began an update ...
-    block.a[1] = 99.0  # ... wrote half of it, and died
+    block = SeqlockBlock(layout.allocate(mp.get_context("spawn")), layout, writer_alive=lambda: alive[0])
+    block.write(a=1.0, b=2.0)
+    assert (block.read()["a"], block.read()["b"]) == (1.0, 2.0)
+    block.view["seq"][0] += 1.0  # the writer began an update ...
+    block.view["a"][0] = 99.0  # ... wrote half of it, and died
     with pytest.raises(BackendError, match="writer stuck"):
         block.read()  # alive but stuck: an error, not torn data
     alive[0] = False
-    assert block.read()[1:3].tolist() == [1.0, 2.0]  # the last consistent snapshot, not the torn one
+    assert block.read()["a"] == 1.0  # the last consistent snapshot, not the torn one
