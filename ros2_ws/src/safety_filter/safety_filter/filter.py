@@ -33,9 +33,10 @@ from cdp_core.robot.limits import WORKSPACE_BOX_MAX, WORKSPACE_BOX_MIN, FR3Limit
 from cdp_core.robot.rotations import W_NON_NEGATIVE, matrix_to_quat, matrix_to_rotvec, quat_to_matrix, rotvec_to_matrix, tool_tilt
 
 from .guard import JerkLimitedGuard
+from .slack import TOL, Slack
 from .reasons import Intervention, Reject, kind_of, reason
 
-_TOL = 1e-9
+_TOL = TOL  # one numerical tolerance for every limit comparison
 
 
 @dataclass
@@ -286,10 +287,7 @@ class SafetyFilter(_FilterCore):
         self._lower, self._upper = lim.lower, lim.upper
         self._box_lo, self._box_hi = config.inner_box
         self._guard = JerkLimitedGuard(7, config.dt, lim.acceleration, lim.jerk, self._check)
-        self._slack_q_lo = np.zeros(7)
-        self._slack_q_hi = np.zeros(7)
-        self._slack_box = np.zeros(6)
-        self._slack_tilt = 0.0
+        self._slack = Slack({"joint_lower": 7, "joint_upper": 7, "box": 6, "tilt": 1})
         self._safe_target = np.zeros(7)
         self._measured: np.ndarray | None = None  # last measured joints (from check_drift)
         self._measured_t = -math.inf
@@ -299,27 +297,25 @@ class SafetyFilter(_FilterCore):
         self._lag_bound: float | None = None
 
     # -- limits as one predicate on a sampled path -------------------------------------------
-    def _violations(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """Per-path maxima of (joint below lower, joint above upper, box sides, tilt excess)."""
+    def _violations(self, p: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-path maxima of each constraint's violation (positive = violated), by name."""
         t = forward_kinematics(p)
         x = t[..., :3, 3]
-        q_lo = np.max(self._lower - p, axis=0)
-        q_hi = np.max(p - self._upper, axis=0)
-        box = np.max(np.concatenate([self._box_lo - x, x - self._box_hi], axis=-1), axis=0)
-        tilt = float(np.max(tool_tilt(t[..., :3, :3]))) - self.config.max_tilt_rad
-        return q_lo, q_hi, box, tilt
+        return {"joint_lower": np.max(self._lower - p, axis=0), "joint_upper": np.max(p - self._upper, axis=0),
+                "box": np.max(np.concatenate([self._box_lo - x, x - self._box_hi], axis=-1), axis=0),
+                "tilt": np.array([np.max(tool_tilt(t[..., :3, :3])) - self.config.max_tilt_rad])}
 
     def _check(self, p: np.ndarray, v: np.ndarray) -> str | None:
-        q_lo, q_hi, box, tilt = self._violations(p)
-        if np.any(q_lo > self._slack_q_lo + _TOL) or np.any(q_hi > self._slack_q_hi + _TOL):
-            j = int(np.argmax(np.maximum(q_lo - self._slack_q_lo, q_hi - self._slack_q_hi)))
+        viol, sl = self._violations(p), self._slack
+        if sl.exceeded(viol, "joint_lower") or sl.exceeded(viol, "joint_upper"):
+            j = int(np.argmax(np.maximum(sl.excess(viol, "joint_lower"), sl.excess(viol, "joint_upper"))))
             return f"joint position limit (fr3_joint{j + 1} would pass its limit while stopping)"
         v_lo, v_hi = self.limits.velocity_bounds(p)
         if np.any(v < v_lo - _TOL) or np.any(v > v_hi + _TOL):
             return "joint velocity limit (position dependent)"
-        if np.any(box > self._slack_box + _TOL):
+        if sl.exceeded(viol, "box"):
             return "workspace box (TCP would leave it while stopping)"
-        if tilt > self._slack_tilt + _TOL:
+        if sl.exceeded(viol, "tilt"):
             return "tool tilt limit"
         if self._lag_bound is not None and self._measured is not None:
             lag = float(np.max(np.abs(p - self._measured)))
@@ -329,11 +325,7 @@ class SafetyFilter(_FilterCore):
         return None
 
     def _tighten_slack(self) -> None:
-        q_lo, q_hi, box, tilt = self._violations(self._guard.brake_positions)
-        self._slack_q_lo = np.minimum(self._slack_q_lo, np.maximum(q_lo, 0.0))
-        self._slack_q_hi = np.minimum(self._slack_q_hi, np.maximum(q_hi, 0.0))
-        self._slack_box = np.minimum(self._slack_box, np.maximum(box, 0.0))
-        self._slack_tilt = min(self._slack_tilt, max(tilt, 0.0))
+        self._slack.tighten(self._violations(self._guard.brake_positions))
 
     # -- inputs ------------------------------------------------------------------------------
     def sync(self, q_measured: np.ndarray, t: float) -> str | None:
@@ -355,11 +347,7 @@ class SafetyFilter(_FilterCore):
 
     def _set_slack(self, positions: np.ndarray) -> None:
         """Violations present at ``positions`` become the slack that may only shrink (module docstring)."""
-        q_lo, q_hi, box, tilt = self._violations(positions)
-        self._slack_q_lo = np.maximum(q_lo, 0.0)
-        self._slack_q_hi = np.maximum(q_hi, 0.0)
-        self._slack_box = np.maximum(box, 0.0)
-        self._slack_tilt = max(tilt, 0.0)
+        self._slack.reset(self._violations(positions))
 
     def check_drift(self, q_measured: np.ndarray, t: float) -> str | None:
         """Take a measured joint state; start a resync if it left the filter state (returns why).
@@ -451,9 +439,9 @@ class SafetyFilter(_FilterCore):
             notes.append(reason(Intervention.STEP_CLAMPED, "target more than max_step_rad from the current command"))
             tv = np.zeros(7)
             timed = False
-        _, _, box, tilt = self._violations(stepped[None, :])
-        if np.any(box > self._slack_box + _TOL) or tilt > self._slack_tilt + _TOL:
-            what = "outside the workspace box" if np.any(box > self._slack_box + _TOL) else "tool tilted too far"
+        viol = self._violations(stepped[None, :])
+        if self._slack.exceeded(viol, "box") or self._slack.exceeded(viol, "tilt"):
+            what = "outside the workspace box" if self._slack.exceeded(viol, "box") else "tool tilted too far"
             notes.append(reason(Intervention.WORKSPACE_REJECTED, f"target TCP {what}; holding the last safe target"))
             return self._safe_target.copy(), np.zeros(7), False
         self._safe_target = stepped.copy()
@@ -556,8 +544,7 @@ class CartesianSafetyFilter(_FilterCore):
         self._guard = JerkLimitedGuard(6, config.dt, np.array([at] * 3 + [ar] * 3) / s3,
                                        np.array([jt] * 3 + [jr] * 3) / s3, self._check)
         self._r_ref = np.eye(3)
-        self._slack_box = np.zeros(6)
-        self._slack_tilt = 0.0
+        self._slack = Slack({"box": 6, "tilt": 1})
         self._safe_rot = np.zeros(3)
         self._measured: np.ndarray | None = None  # measured TCP in the filter's chart (6,)
         self._measured_t = -math.inf
@@ -565,27 +552,26 @@ class CartesianSafetyFilter(_FilterCore):
     def _rotations(self, r: np.ndarray) -> np.ndarray:
         return rotvec_to_matrix(r) @ self._r_ref
 
-    def _violations(self, s: np.ndarray) -> tuple[np.ndarray, float, float]:
+    def _violations(self, s: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-path maxima of the slacked constraints' violations (positive = violated), by name."""
         x = s[:, :3]
-        box = np.max(np.concatenate([self._box_lo - x, x - self._box_hi], axis=-1), axis=0)
-        tilt = float(np.max(tool_tilt(self._rotations(s[:, 3:])))) - self.config.max_tilt_rad
-        chart = float(np.max(np.linalg.norm(s[:, 3:], axis=-1)))
-        return box, tilt, chart
+        return {"box": np.max(np.concatenate([self._box_lo - x, x - self._box_hi], axis=-1), axis=0),
+                "tilt": np.array([np.max(tool_tilt(self._rotations(s[:, 3:]))) - self.config.max_tilt_rad])}
 
     def _check(self, s: np.ndarray, v: np.ndarray) -> str | None:
-        box, tilt, chart = self._violations(s)
-        if np.any(box > self._slack_box + _TOL):
+        viol = self._violations(s)
+        if self._slack.exceeded(viol, "box"):
             return "workspace box (TCP would leave it while stopping)"
-        if tilt > self._slack_tilt + _TOL:
+        if self._slack.exceeded(viol, "tilt"):
             return "tool tilt limit"
+        # The orientation chart has no slack: it is centred at sync, so it starts at 0.
+        chart = float(np.max(np.linalg.norm(s[:, 3:], axis=-1)))
         if chart > self.config.cartesian_chart_limit_rad:
             return "orientation too far from the orientation at sync"
         return None
 
     def _tighten_slack(self) -> None:
-        box, tilt, _ = self._violations(self._guard.brake_positions)
-        self._slack_box = np.minimum(self._slack_box, np.maximum(box, 0.0))
-        self._slack_tilt = min(self._slack_tilt, max(tilt, 0.0))
+        self._slack.tighten(self._violations(self._guard.brake_positions))
 
     @staticmethod
     def _parse_pose(position: np.ndarray, quat_xyzw: np.ndarray) -> tuple[np.ndarray, np.ndarray] | tuple[Reject, str]:
@@ -613,9 +599,7 @@ class CartesianSafetyFilter(_FilterCore):
         self._r_ref = rot
         s = np.concatenate([x, np.zeros(3)])
         self._guard.reset(s)
-        box, tilt, _ = self._violations(s[None, :])
-        self._slack_box = np.maximum(box, 0.0)
-        self._slack_tilt = max(tilt, 0.0)
+        self._slack.reset(self._violations(s[None, :]))
         self._safe_rot = np.zeros(3)
         self._command = None
         self._stale = False
@@ -657,9 +641,7 @@ class CartesianSafetyFilter(_FilterCore):
         self._command = None
         self._stale = False
         self._epoch = max(self._epoch, t)
-        box, tilt, _ = self._violations(np.vstack([self._guard.brake_positions, self._measured[None, :]]))
-        self._slack_box = np.maximum(box, 0.0)
-        self._slack_tilt = max(tilt, 0.0)
+        self._slack.reset(self._violations(np.vstack([self._guard.brake_positions, self._measured[None, :]])))
         self.interventions[Intervention.RESYNC.value] += 1
         return reason(Intervention.RESYNC, f"measured TCP {drift:.3f} m from the command: converging to it jerk-limited")
 
@@ -719,7 +701,7 @@ class CartesianSafetyFilter(_FilterCore):
             if np.linalg.norm(r_t) > self.config.cartesian_chart_limit_rad:
                 notes.append(reason(Intervention.ORIENTATION_REJECTED, "target too far from the orientation at sync"))
                 r_t = self._safe_rot
-            elif tool_tilt(rot) > self.config.max_tilt_rad + self._slack_tilt:
+            elif tool_tilt(rot) > self.config.max_tilt_rad + float(self._slack.value("tilt")[0]):
                 notes.append(reason(Intervention.ORIENTATION_REJECTED, "target tool tilt beyond max_tilt_rad"))
                 r_t = self._safe_rot
             dr = r_t - g.p[3:]
