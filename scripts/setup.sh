@@ -35,6 +35,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   # compat mode puts cdp_core/ on sys.path (a .pth entry), so "import cdp_core" also works when
   # run from the repository root, where the cdp_core/ folder would otherwise shadow the package.
   python -m pip install -q -e "cdp_core[sim]" pytest --config-settings editable_mode=compat
+  # The test command's lint, format check and type check (ruff.toml, mypy.ini).
+  python -m pip install -q "ruff==0.17.6" "mypy==1.13.0"
   # The ROS 2 stack: rclpy and messages from PyPI wheels, franky / pylibfranka, then the
   # ament_python packages themselves (the same packages colcon builds on the robot PC).
   python -m pip install -q -r ros2_ws/requirements.txt

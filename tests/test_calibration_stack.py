@@ -24,19 +24,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_eye_to_hand_calibration_through_the_stack():
-    specs = resolve(load_graph(), {"use_sim": "true", "use_perception": "true", "robot_ip": loopback_host(5),
-                                   "task": "reach_precise", "calibration_board": "hand"})
+    specs = resolve(
+        load_graph(),
+        {
+            "use_sim": "true",
+            "use_perception": "true",
+            "robot_ip": loopback_host(5),
+            "task": "reach_precise",
+            "calibration_board": "hand",
+        },
+    )
     specs = [s for s in specs if s.name not in ("policy_node", "perception_node")]  # collection needs neither
     lines: list[str] = []
     with running_graph(specs, ROOT / "outputs" / "test_calibration_stack.log") as (_, log):
         try:
             cal, col = calibrate_via_stack("eye_to_hand", views=14, seed=0, log=lines.append)
         except Exception as exc:
-            raise RuntimeError("collection through the stack failed:\n" + "\n".join(lines) + "\n"
-                               + log.getvalue()[-6000:]) from exc
+            raise RuntimeError(
+                "collection through the stack failed:\n" + "\n".join(lines) + "\n" + log.getvalue()[-6000:]
+            ) from exc
     err_m, err_deg = transform_error(cal.hand_eye.transform, CameraSpec().mount_T_cam)
-    print(f"\nthrough the stack: {len(col.data.views)} views of {col.visited} poses; base_T_cam error "
-          f"{err_m * 1000:.2f} mm, {err_deg:.3f} deg; residuals {cal.hand_eye.residuals}")
+    print(
+        f"\nthrough the stack: {len(col.data.views)} views of {col.visited} poses; base_T_cam error "
+        f"{err_m * 1000:.2f} mm, {err_deg:.3f} deg; residuals {cal.hand_eye.residuals}"
+    )
     assert col.unreachable == 0, "\n".join(lines)
     assert len(col.data.views) >= 10
     assert err_m < 0.002 and err_deg < 0.3

@@ -53,8 +53,20 @@ def test_sim_stack_demo_runs_an_episode_and_reports(tmp_path):
     """The README's main command (one episode): the whole ROS graph on franky-sim, then a summary."""
     root = Path(__file__).resolve().parents[1]
     host = f"127.0.5.{os.getpid() % 200 + 20}"
-    r = subprocess.run([str(Path(sys.executable).parent / "cdp-sim-demo"), "--episodes", "1", "--out", str(tmp_path),
-                        f"robot_ip:={host}"], cwd=root, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cdp-sim-demo"),
+            "--episodes",
+            "1",
+            "--out",
+            str(tmp_path),
+            f"robot_ip:={host}",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:] + (tmp_path / "graph.log").read_text()[-4000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["episodes"] == 1 and summary["rows"][0]["chunks"] > 0

@@ -42,10 +42,12 @@ class PoseProbe(EpisodeRunner):
         super().__init__("peg_insert", EpisodeConfig())
         self.perceived: list[tuple[float, np.ndarray]] = []
         self.truth: np.ndarray | None = None
-        self.create_subscription(PoseStamped, names.OBJECT_POSE,
-                                 lambda m: self.perceived.append((time.monotonic(), msg_to_pose(m)[1])), 50)
-        self.create_subscription(PoseStamped, names.SIM_OBJECT_POSE,
-                                 lambda m: setattr(self, "truth", msg_to_pose(m)[1]), 50)
+        self.create_subscription(
+            PoseStamped, names.OBJECT_POSE, lambda m: self.perceived.append((time.monotonic(), msg_to_pose(m)[1])), 50
+        )
+        self.create_subscription(
+            PoseStamped, names.SIM_OBJECT_POSE, lambda m: setattr(self, "truth", msg_to_pose(m)[1]), 50
+        )
         self.policy_messages: list[str] = []
         self.create_subscription(DiagnosticArray, names.DIAGNOSTICS, self._on_policy_diag, 50)
 
@@ -63,8 +65,17 @@ class PoseProbe(EpisodeRunner):
 
 @pytest.fixture(scope="module")
 def perception_stack():
-    specs = resolve(load_graph(), {"use_sim": "true", "use_perception": "true", "robot_ip": loopback_host(3),
-                                   "model": str(MODEL), "task": "peg_insert", "object_plane_z": "0.06"})
+    specs = resolve(
+        load_graph(),
+        {
+            "use_sim": "true",
+            "use_perception": "true",
+            "robot_ip": loopback_host(3),
+            "model": str(MODEL),
+            "task": "peg_insert",
+            "object_plane_z": "0.06",
+        },
+    )
     assert [s.name for s in specs][3:5] == ["camera_node", "perception_node"]
     for spec in specs:
         if spec.name == "sim_robot":
@@ -104,8 +115,10 @@ def test_closed_loop_episode_on_perception(perception_stack):
     """
     _, probe, _ = perception_stack
     r = probe.run_episode()
-    print(f"\nepisode on perception: seed {r.seed}, success {r.success}, final error {r.final_error_mm:.1f} mm, "
-          f"{r.chunks} chunks")
+    print(
+        f"\nepisode on perception: seed {r.seed}, success {r.success}, final error {r.final_error_mm:.1f} mm, "
+        f"{r.chunks} chunks"
+    )
     assert r.seed == FIRST_SEED + 1
     assert r.chunks > 10, "the policy published (almost) no chunks on perceived poses"
     assert r.final_error_mm < 100.0

@@ -71,15 +71,23 @@ MAX_OUTPUT_GAP_S = 0.15
 
 def fk_positions(q: np.ndarray) -> np.ndarray:
     """TCP positions (N, 3): Franka's modified DH chain, flange 0.107 m, Franka Hand TCP 0.1034 m."""
-    dh = [(0.0, 0.333, 0.0), (0.0, 0.0, -math.pi / 2), (0.0, 0.316, math.pi / 2), (0.0825, 0.0, math.pi / 2),
-          (-0.0825, 0.384, -math.pi / 2), (0.0, 0.0, math.pi / 2), (0.088, 0.0, math.pi / 2)]
+    dh = [
+        (0.0, 0.333, 0.0),
+        (0.0, 0.0, -math.pi / 2),
+        (0.0, 0.316, math.pi / 2),
+        (0.0825, 0.0, math.pi / 2),
+        (-0.0825, 0.384, -math.pi / 2),
+        (0.0, 0.0, math.pi / 2),
+        (0.088, 0.0, math.pi / 2),
+    ]
     out = []
     for row in np.atleast_2d(q):
         t = np.eye(4)
         for (a, d, alpha), theta in zip(dh, row):
             ca, sa, ct, st = math.cos(alpha), math.sin(alpha), math.cos(theta), math.sin(theta)
-            t = t @ np.array([[ct, -st, 0, a], [st * ca, ct * ca, -sa, -d * sa], [st * sa, ct * sa, ca, d * ca],
-                              [0, 0, 0, 1]])
+            t = t @ np.array(
+                [[ct, -st, 0, a], [st * ca, ct * ca, -sa, -d * sa], [st * sa, ct * sa, ca, d * ca], [0, 0, 0, 1]]
+            )
         out.append((t @ np.array([0.0, 0.0, 0.107 + 0.1034, 1.0]))[:3])
     return np.array(out)
 
@@ -94,8 +102,12 @@ def output_problems(p: np.ndarray) -> tuple[list[str], dict[str, float]]:
     v = np.diff(p, axis=0) / FILTER_DT
     a = np.diff(v, axis=0) / FILTER_DT
     j = np.diff(a, axis=0) / FILTER_DT
-    peaks = {"max_step_rad": float(np.max(np.abs(np.diff(p, axis=0)))), "max_v": float(np.max(np.abs(v) / V_MAX)),
-             "max_a": float(np.max(np.abs(a))), "max_j": float(np.max(np.abs(j)))}
+    peaks = {
+        "max_step_rad": float(np.max(np.abs(np.diff(p, axis=0)))),
+        "max_v": float(np.max(np.abs(v) / V_MAX)),
+        "max_a": float(np.max(np.abs(a))),
+        "max_j": float(np.max(np.abs(j))),
+    }
     if np.any(np.abs(v) > V_MAX):
         problems.append(f"velocity per tick {peaks['max_v']:.2f} x the FR3 limit")
     if peaks["max_a"] > A_MAX:
@@ -211,8 +223,10 @@ class Recorder(EpisodeRunner):
         """Clear the driver's latch (it refuses while a foreign publisher is on the graph) and the filter's."""
         t_end = time.monotonic() + 10.0
         while True:
-            if self.stack.call(names.DRIVER_RESET, Trigger.Request(), srv_type=Trigger).success and \
-                    self.stack.call(names.SAFETY_RESET, Trigger.Request(), srv_type=Trigger).success:
+            if (
+                self.stack.call(names.DRIVER_RESET, Trigger.Request(), srv_type=Trigger).success
+                and self.stack.call(names.SAFETY_RESET, Trigger.Request(), srv_type=Trigger).success
+            ):
                 return
             assert time.monotonic() < t_end, "the stack could not be reset"
             time.sleep(0.2)
@@ -254,9 +268,11 @@ def test_lagging_full_speed_move_reversal_and_a_stream_that_stops(stack):
     moved = float(np.max(np.abs(p - HOME_Q)))
     speed = float(np.max(np.abs(np.diff(p, axis=0)))) / FILTER_DT
     notes = rec.interventions_since(n)
-    print(f"lag/reversal: moved {moved:.2f} rad, output up to {speed:.2f} rad/s; at rest {rest:.2f} s after the "
-          "stream stopped; "
-          f"interventions: {sorted({k.split(':')[0] for m in notes.split(' | ') for k in m.split('; ')})}")
+    print(
+        f"lag/reversal: moved {moved:.2f} rad, output up to {speed:.2f} rad/s; at rest {rest:.2f} s after the "
+        "stream stopped; "
+        f"interventions: {sorted({k.split(':')[0] for m in notes.split(' | ') for k in m.split('; ')})}"
+    )
     assert moved > 0.15 and speed > 0.2, "the move did not happen"
     assert "resync" not in notes, [m for m in notes.split(" | ") if "resync" in m][:3]
     assert rest < REST_WITHIN_S
@@ -292,8 +308,9 @@ def test_a_second_publisher_on_safety_command_cannot_move_the_arm(stack):
         while time.monotonic() < t_end:
             a = min(1.0, k / 500)
             msg = JointTrajectory(joint_names=list(names.JOINT_NAMES))
-            msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in here + a * (floor - here)],
-                                                   velocities=[0.0] * 7))
+            msg.points.append(
+                JointTrajectoryPoint(positions=[float(v) for v in here + a * (floor - here)], velocities=[0.0] * 7)
+            )
             pub.publish(msg)
             if k % 25 == 0:
                 rec.stack.teleop.publish(chunk_to_msg(rec.now(), 0.1, here[None]))
@@ -412,11 +429,13 @@ def test_independent_check_of_every_filter_output_and_the_measured_arm(stack):
     order = np.argsort(t)
     accel = measured_peak_acceleration(t[order], q[order], MEASURED_ACCEL_WINDOW_S)
     accel_40ms = measured_peak_acceleration(t[order], q[order], 0.04)
-    print(f"independent check over {len(p)} filter outputs: largest step {peaks['max_step_rad']:.4f} rad, "
-          f"velocity {peaks['max_v']:.2f} x limit, acceleration {peaks['max_a']:.2f} rad/s^2, "
-          f"jerk {peaks['max_j']:.0f} rad/s^3 per tick; measured arm peak acceleration {accel:.2f} rad/s^2 "
-          f"(0.1 s fits; {accel_40ms:.1f} with 40 ms fits) "
-          f"over {len(t)} joint states")
+    print(
+        f"independent check over {len(p)} filter outputs: largest step {peaks['max_step_rad']:.4f} rad, "
+        f"velocity {peaks['max_v']:.2f} x limit, acceleration {peaks['max_a']:.2f} rad/s^2, "
+        f"jerk {peaks['max_j']:.0f} rad/s^3 per tick; measured arm peak acceleration {accel:.2f} rad/s^2 "
+        f"(0.1 s fits; {accel_40ms:.1f} with 40 ms fits) "
+        f"over {len(t)} joint states"
+    )
     assert len(p) > 1000
     assert problems == [], problems
     assert accel <= A_MAX + MEASURED_ACCEL_TOLERANCE
@@ -426,8 +445,10 @@ def test_ctrl_c_to_the_process_group_while_moving_every_node_exits_0_and_the_arm
     graph, rec, log = stack
     goal = HOME_Q + np.array([0.8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     rec.stream(goal, 0.5)  # moving
-    assert np.max(np.abs(rec.stack.dq if rec.stack.dq is not None else np.zeros(7))) > 0.05 or \
-        np.max(np.abs(rec.stack.q - HOME_Q)) > 0.02
+    assert (
+        np.max(np.abs(rec.stack.dq if rec.stack.dq is not None else np.zeros(7))) > 0.05
+        or np.max(np.abs(rec.stack.q - HOME_Q)) > 0.02
+    )
     graph.interrupt_like_a_terminal()
     t_end = time.monotonic() + 30.0
     while any(n.process.poll() is None for n in graph.nodes) and time.monotonic() < t_end:

@@ -40,16 +40,23 @@ def time_calls(fn: Callable[[], object], iters: int, warmup: int = 5, sync: Call
             sync()
         samples.append((time.perf_counter() - t0) * 1e3)
     samples.sort()
-    return Timing(statistics.median(samples), samples[min(len(samples) - 1, int(0.99 * len(samples)))],
-                  statistics.fmean(samples), len(samples))
+    return Timing(
+        statistics.median(samples),
+        samples[min(len(samples) - 1, int(0.99 * len(samples)))],
+        statistics.fmean(samples),
+        len(samples),
+    )
 
 
-def _torch_sampler_fn(sampler_module: torch.nn.Module, obs: torch.Tensor, noise: torch.Tensor,
-                      cuda_graph: bool) -> Callable[[], object]:
+def _torch_sampler_fn(
+    sampler_module: torch.nn.Module, obs: torch.Tensor, noise: torch.Tensor, cuda_graph: bool
+) -> Callable[[], object]:
     if not cuda_graph:
+
         def run():
             with torch.no_grad():
                 return sampler_module(obs, noise)
+
         return run
     # CUDA graph: capture the whole fixed-step sampler once; replay = one launch.
     static_obs, static_noise = obs.clone(), noise.clone()
@@ -65,9 +72,17 @@ def _torch_sampler_fn(sampler_module: torch.nn.Module, obs: torch.Tensor, noise:
     return graph.replay
 
 
-def sampler_latency_table(checkpoint: str | None, model: str | None, samplers: list[str], steps_list: list[int],
-                          batches: list[int], iters: int, device: str, backends: list[str],
-                          threads: int = 1) -> list[dict[str, object]]:
+def sampler_latency_table(
+    checkpoint: str | None,
+    model: str | None,
+    samplers: list[str],
+    steps_list: list[int],
+    batches: list[int],
+    iters: int,
+    device: str,
+    backends: list[str],
+    threads: int = 1,
+) -> list[dict[str, object]]:
     """Latency rows for each (backend, sampler, steps, batch). ORT models are exported on the fly from a checkpoint."""
     from .checkpoint import load_policy
     from .export import export_onnx
@@ -98,8 +113,16 @@ def sampler_latency_table(checkpoint: str | None, model: str | None, samplers: l
                     obs = np.random.randn(batch, m["n_obs_steps"], m["obs_dim"]).astype(np.float32)
                     noise = np.random.randn(batch, m["horizon"], m["action_dim"]).astype(np.float32)
                     t = time_calls(lambda: ort_model(obs, noise), iters)
-                    rows.append(dict(backend=f"ort:{ort_model.providers[0].replace('ExecutionProvider', '')}",
-                                     sampler=sampler, steps=steps, batch=batch, p50_ms=t.p50, p99_ms=t.p99))
+                    rows.append(
+                        dict(
+                            backend=f"ort:{ort_model.providers[0].replace('ExecutionProvider', '')}",
+                            sampler=sampler,
+                            steps=steps,
+                            batch=batch,
+                            p50_ms=t.p50,
+                            p99_ms=t.p99,
+                        )
+                    )
                 if policy is not None and ("torch" in backends or "torch-cudagraph" in backends):
                     dev = torch.device(device)
                     module = FixedStepSampler(policy.to(dev), sampler, steps).eval()
@@ -112,14 +135,30 @@ def sampler_latency_table(checkpoint: str | None, model: str | None, samplers: l
                             continue
                         fn = _torch_sampler_fn(module, obs_t, noise_t, backend == "torch-cudagraph")
                         t = time_calls(fn, iters, sync=sync)
-                        rows.append(dict(backend=f"{backend}:{dev.type}", sampler=sampler, steps=steps, batch=batch,
-                                         p50_ms=t.p50, p99_ms=t.p99))
+                        rows.append(
+                            dict(
+                                backend=f"{backend}:{dev.type}",
+                                sampler=sampler,
+                                steps=steps,
+                                batch=batch,
+                                p50_ms=t.p50,
+                                p99_ms=t.p99,
+                            )
+                        )
     return rows
 
 
-def train_step_overhead(denoiser: str, batch: int = 256, horizon: int = 16, action_dim: int = 7, obs_dim: int = 20,
-                        iters: int = 20, contraction: dict | None = None, device: str = "cpu",
-                        threads: int = 0) -> dict[str, float]:
+def train_step_overhead(
+    denoiser: str,
+    batch: int = 256,
+    horizon: int = 16,
+    action_dim: int = 7,
+    obs_dim: int = 20,
+    iters: int = 20,
+    contraction: dict | None = None,
+    device: str = "cpu",
+    threads: int = 0,
+) -> dict[str, float]:
     """Median training-step time with and without the contraction term on the same batch.
 
     Both policies share architecture, batch and seed; steps alternate DP / CDP so drift in
@@ -131,8 +170,13 @@ def train_step_overhead(denoiser: str, batch: int = 256, horizon: int = 16, acti
     shape = PolicyShape(obs_dim, action_dim, 2, horizon, 8)
     policies, opts = {}, {}
     for name, gamma in (("dp", 0.0), ("cdp", 0.1)):
-        cfg = config_from_dict({"data": {"horizon": horizon, "n_action_steps": 8}, "model": {"denoiser": denoiser},
-                                "contraction": {"gamma": gamma, **(contraction or {})}})
+        cfg = config_from_dict(
+            {
+                "data": {"horizon": horizon, "n_action_steps": 8},
+                "model": {"denoiser": denoiser},
+                "contraction": {"gamma": gamma, **(contraction or {})},
+            }
+        )
         torch.manual_seed(0)
         policies[name] = DiffusionPolicy(cfg, shape).to(dev).train()
         opts[name] = torch.optim.AdamW(policies[name].parameters(), lr=1e-4)
@@ -162,12 +206,24 @@ def train_step_overhead(denoiser: str, batch: int = 256, horizon: int = 16, acti
                 times[name].append((time.perf_counter() - t0) * 1e3)
     # mean, not median: with lazy regularisation (contraction.every > 1) the cost comes in bursts
     dp, cdp = statistics.fmean(times["dp"]), statistics.fmean(times["cdp"])
-    return {"denoiser": denoiser, "batch": batch, "horizon": horizon, "action_dim": action_dim, "dp_ms": dp,
-            "cdp_ms": cdp, "ratio": cdp / dp}
+    return {
+        "denoiser": denoiser,
+        "batch": batch,
+        "horizon": horizon,
+        "action_dim": action_dim,
+        "dp_ms": dp,
+        "cdp_ms": cdp,
+        "ratio": cdp / dp,
+    }
 
 
-def training_throughput(config: str | None, overrides: list[str], steps: int = 300, repeats: int = 2,
-                        variants: dict[str, list[str]] | None = None) -> list[dict[str, float | str]]:
+def training_throughput(
+    config: str | None,
+    overrides: list[str],
+    steps: int = 300,
+    repeats: int = 2,
+    variants: dict[str, list[str]] | None = None,
+) -> list[dict[str, float | str]]:
     """Steps/s of the real training loop (:func:`cdp_core.trainer.train`) for each variant of a config.
 
     ``variants``: name -> extra overrides. Variants run interleaved ``repeats`` times (the median
@@ -185,9 +241,25 @@ def training_throughput(config: str | None, overrides: list[str], steps: int = 3
     rates: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
         for name, extra in variants.items():
-            cfg = load_config(config, [*overrides, *extra, f"train.steps={steps}", "train.progress=false",
-                                       f"train.log_every={steps}", f"train.checkpoint_every={steps}"])
+            cfg = load_config(
+                config,
+                [
+                    *overrides,
+                    *extra,
+                    f"train.steps={steps}",
+                    "train.progress=false",
+                    f"train.log_every={steps}",
+                    f"train.checkpoint_every={steps}",
+                ],
+            )
             with tempfile.TemporaryDirectory(prefix="cdp_bench_") as tmp:
                 rates[name].append(train(cfg, tmp)["steps_per_s"])
-    return [{"variant": name, "steps_per_s": statistics.median(r), "threads": torch.get_num_threads(),
-             "device": cfg.train.device} for name, r in rates.items()]
+    return [
+        {
+            "variant": name,
+            "steps_per_s": statistics.median(r),
+            "threads": torch.get_num_threads(),
+            "device": cfg.train.device,
+        }
+        for name, r in rates.items()
+    ]

@@ -63,20 +63,30 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as exc:
         raise CheckpointError(f"{path}: corrupt or not a CDP checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{path}: not a CDP checkpoint (format tag {ckpt.get('format') if isinstance(ckpt, dict) else None!r})")
+        raise CheckpointError(
+            f"{path}: not a CDP checkpoint (format tag {ckpt.get('format') if isinstance(ckpt, dict) else None!r})"
+        )
     if ckpt.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is not supported (expected {FORMAT_VERSION})")
+        raise CheckpointError(
+            f"{path}: checkpoint version {ckpt.get('version')} is not supported (expected {FORMAT_VERSION})"
+        )
     for key in ("config", "shape", "model", "ema", "obs_keys", "step"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
     return ckpt
 
 
-def policy_payload(cfg: Config, shape: PolicyShape, obs_keys: list[str], obs_dims: dict[str, int],
-                   action_names: list[str]) -> dict[str, Any]:
+def policy_payload(
+    cfg: Config, shape: PolicyShape, obs_keys: list[str], obs_dims: dict[str, int], action_names: list[str]
+) -> dict[str, Any]:
     """The parts of a checkpoint that describe the policy (shared by trainer and export)."""
-    return {"config": cfg.to_dict(), "shape": asdict(shape), "obs_keys": obs_keys, "obs_dims": obs_dims,
-            "action_names": action_names}
+    return {
+        "config": cfg.to_dict(),
+        "shape": asdict(shape),
+        "obs_keys": obs_keys,
+        "obs_dims": obs_dims,
+        "action_names": action_names,
+    }
 
 
 def load_policy(path: str | Path, use_ema: bool = True) -> tuple[DiffusionPolicy, dict[str, Any]]:

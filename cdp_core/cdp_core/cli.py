@@ -14,8 +14,15 @@ from .runtime import ModelContractError
 from .samplers import SAMPLERS, SamplerSpecError
 from .sim.tasks import UnknownTaskError
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ModelContractError, SamplerSpecError, FloatingPointError,
-               UnknownTaskError)
+USER_ERRORS = (
+    ConfigError,
+    DatasetError,
+    CheckpointError,
+    ModelContractError,
+    SamplerSpecError,
+    FloatingPointError,
+    UnknownTaskError,
+)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -82,8 +89,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_onnx
 
     meta = export_onnx(args.checkpoint, args.out, args.sampler, args.steps, use_ema=not args.raw_weights)
-    print(f"wrote {args.out} ({meta['sampler']}, {meta['steps']} steps, gamma={meta['gamma']:g}) "
-          f"and {Path(args.out).with_suffix('.json')}")
+    print(
+        f"wrote {args.out} ({meta['sampler']}, {meta['steps']} steps, gamma={meta['gamma']:g}) "
+        f"and {Path(args.out).with_suffix('.json')}"
+    )
     return 0
 
 
@@ -123,23 +132,47 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for col in ("denoiser", "batch", "horizon x action", "DP ms (mean)", "CDP ms (mean)", "CDP/DP"):
             table.add_column(col)
         for den in args.denoisers:
-            r = train_step_overhead(den, args.batch, args.horizon, args.action_dim, iters=args.iters, device=args.device,
-                                    threads=args.threads, contraction={k: v for o in args.contraction
-                                                 for k, v in parse_override(o)["contraction"].items()} or None)
-            table.add_row(den, str(r["batch"]), f"{r['horizon']}x{r['action_dim']}", f"{r['dp_ms']:.1f}",
-                          f"{r['cdp_ms']:.1f}", f"{r['ratio']:.3f}")
+            r = train_step_overhead(
+                den,
+                args.batch,
+                args.horizon,
+                args.action_dim,
+                iters=args.iters,
+                device=args.device,
+                threads=args.threads,
+                contraction={k: v for o in args.contraction for k, v in parse_override(o)["contraction"].items()}
+                or None,
+            )
+            table.add_row(
+                den,
+                str(r["batch"]),
+                f"{r['horizon']}x{r['action_dim']}",
+                f"{r['dp_ms']:.1f}",
+                f"{r['cdp_ms']:.1f}",
+                f"{r['ratio']:.3f}",
+            )
         console.print(table)
         return 0
     if not (args.checkpoint or args.model):
         raise ConfigError("cdp bench sampler needs --checkpoint (exports each sampler/steps) or --model (one .onnx)")
-    rows = sampler_latency_table(args.checkpoint, args.model, args.samplers, args.steps, args.batches, args.iters,
-                                 args.device, args.backends, args.threads)
+    rows = sampler_latency_table(
+        args.checkpoint,
+        args.model,
+        args.samplers,
+        args.steps,
+        args.batches,
+        args.iters,
+        args.device,
+        args.backends,
+        args.threads,
+    )
     table = Table(title=f"sampler latency ({args.iters} calls each, {args.threads} thread(s))")
     for col in ("backend", "sampler", "steps", "batch", "p50 ms", "p99 ms"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["backend"], r["sampler"], str(r["steps"]), str(r["batch"]), f"{r['p50_ms']:.3f}",
-                      f"{r['p99_ms']:.3f}")
+        table.add_row(
+            r["backend"], r["sampler"], str(r["steps"]), str(r["batch"]), f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}"
+        )
     console.print(table)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
@@ -165,8 +198,7 @@ def _cmd_demos(args: argparse.Namespace) -> int:
         style = DemoStyle(tuple(args.strategies), args.miss_prob, args.transit_noise)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    summary = generate_demos(args.task, args.out, args.episodes, args.seed, action_space=args.action_space,
-                             style=style)
+    summary = generate_demos(args.task, args.out, args.episodes, args.seed, action_space=args.action_space, style=style)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -189,11 +221,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not args.no_gate:
         gate = _gate_for_eval(args)
     if args.checkpoint:
-        summary = evaluate_checkpoint(args.checkpoint, args.task, seeds, args.sampler, args.steps,
-                                      workers=args.workers, progress=True, n_action_steps=args.n_action_steps)
+        summary = evaluate_checkpoint(
+            args.checkpoint,
+            args.task,
+            seeds,
+            args.sampler,
+            args.steps,
+            workers=args.workers,
+            progress=True,
+            n_action_steps=args.n_action_steps,
+        )
     else:
-        summary = evaluate_model(args.model, args.task, seeds, workers=args.workers, progress=True,
-                                 n_action_steps=args.n_action_steps)
+        summary = evaluate_model(
+            args.model, args.task, seeds, workers=args.workers, progress=True, n_action_steps=args.n_action_steps
+        )
     if not args.verbose:
         summary.pop("rows")
     if gate is not None:
@@ -203,8 +244,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from .sim.video import record_episode
 
         for seed in seeds[: args.video_episodes]:
-            record_episode(args.model, args.task, seed, f"{args.video}/{args.task}_seed{seed}.gif",
-                           n_action_steps=args.n_action_steps)
+            record_episode(
+                args.model,
+                args.task,
+                seed,
+                f"{args.video}/{args.task}_seed{seed}.gif",
+                n_action_steps=args.n_action_steps,
+            )
     return 0
 
 
@@ -239,8 +285,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     only_a = sum(x and not y for x, y in zip(a, b))
     only_b = sum(y and not x for x, y in zip(a, b))
     p = binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    out = {"task": args.task, "seeds": [seeds[0], seeds[-1]], "models": [], "only_first_succeeded": only_a,
-           "only_second_succeeded": only_b, "mcnemar_exact_p": float(p)}
+    out = {
+        "task": args.task,
+        "seeds": [seeds[0], seeds[-1]],
+        "models": [],
+        "only_first_succeeded": only_a,
+        "only_second_succeeded": only_b,
+        "mcnemar_exact_p": float(p),
+    }
     for run in runs:
         rows = run.pop("rows")
         out["models"].append({**run, "successes": [bool(r["success"]) for r in rows]} if args.verbose else run)
@@ -251,9 +303,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_metaworld(args: argparse.Namespace) -> int:
     from .benchmarks.metaworld import MetaWorldBenchmark, MetaWorldUnavailable, run_benchmark
 
-    cfg = MetaWorldBenchmark(tasks=args.tasks, demos=args.demos, seeds=args.seeds, gammas=args.gammas,
-                             episodes=args.episodes, sampler=args.sampler, steps=args.steps, train_config=args.config,
-                             train_overrides=args.set, workers=args.workers)
+    cfg = MetaWorldBenchmark(
+        tasks=args.tasks,
+        demos=args.demos,
+        seeds=args.seeds,
+        gammas=args.gammas,
+        episodes=args.episodes,
+        sampler=args.sampler,
+        steps=args.steps,
+        train_config=args.config,
+        train_overrides=args.set,
+        workers=args.workers,
+    )
     try:
         print(f"report: {run_benchmark(cfg, args.work, args.out)}")
     except MetaWorldUnavailable as exc:
@@ -268,9 +329,20 @@ def _cmd_metaworld(args: argparse.Namespace) -> int:
 def _cmd_grid(args: argparse.Namespace) -> int:
     from .sim.grid import GridConfig, run_grid
 
-    cfg = GridConfig(task=args.task, demos=args.demos, seeds=args.seeds, steps=args.steps, gammas=args.gammas,
-                     sampler=args.sampler, episodes=args.episodes, train_config=args.config, train_overrides=args.set,
-                     workers=args.workers, action_space=args.action_space, gate=not args.no_gate)
+    cfg = GridConfig(
+        task=args.task,
+        demos=args.demos,
+        seeds=args.seeds,
+        steps=args.steps,
+        gammas=args.gammas,
+        sampler=args.sampler,
+        episodes=args.episodes,
+        train_config=args.config,
+        train_overrides=args.set,
+        workers=args.workers,
+        action_space=args.action_space,
+        gate=not args.no_gate,
+    )
     load_config(cfg.train_config, cfg.train_overrides)  # a bad config fails before any demo is recorded
     print(f"report: {run_grid(cfg, args.work, args.out)}")
     return 0
@@ -327,12 +399,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--horizon", type=int, default=16)
     b.add_argument("--action-dim", type=int, default=7)
     b.add_argument("--json", help="also write the sampler rows as JSON here")
-    b.add_argument("--contraction", nargs="*", default=[], metavar="contraction.KEY=VALUE",
-                   help="contraction settings for `bench train`, e.g. contraction.every=4")
+    b.add_argument(
+        "--contraction",
+        nargs="*",
+        default=[],
+        metavar="contraction.KEY=VALUE",
+        help="contraction settings for `bench train`, e.g. contraction.every=4",
+    )
     b.set_defaults(fn=_cmd_bench)
 
-    q = sub.add_parser("gate", help="open-loop convergence gate: action error and scatter (mm at the TCP) on "
-                                     "held-out demonstrations; exit 3 when it fails")
+    q = sub.add_parser(
+        "gate",
+        help="open-loop convergence gate: action error and scatter (mm at the TCP) on "
+        "held-out demonstrations; exit 3 when it fails",
+    )
     q.add_argument("--checkpoint", help="PyTorch checkpoint (.pt): writes RUN/gate.json")
     q.add_argument("--model", help="exported policy (.onnx)")
     q.add_argument("--task", help="simulated task to record held-out demonstrations on (default: the model's)")
@@ -351,10 +431,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--episodes", type=int, default=50)
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--action-space", default="joint_position", choices=["joint_position", "ee_pose"],
-                   help="record joint-position targets or TCP pose targets (executed through IK)")
-    s.add_argument("--strategies", nargs="+", default=["direct", "from_above", "from_left", "from_right"],
-                   help="approach strategies the scripted operator picks from (one: unimodal data)")
+    s.add_argument(
+        "--action-space",
+        default="joint_position",
+        choices=["joint_position", "ee_pose"],
+        help="record joint-position targets or TCP pose targets (executed through IK)",
+    )
+    s.add_argument(
+        "--strategies",
+        nargs="+",
+        default=["direct", "from_above", "from_left", "from_right"],
+        help="approach strategies the scripted operator picks from (one: unimodal data)",
+    )
     s.add_argument("--miss-prob", type=float, default=0.15, help="probability of a miss-and-recover per demo")
     s.add_argument("--transit-noise", type=float, default=0.002, help="command noise in transit (rad, std)")
     s.set_defaults(fn=_cmd_demos)
@@ -384,10 +472,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--verbose", action="store_true", help="include each model's per-episode outcomes")
     c.set_defaults(fn=_cmd_compare)
 
-    w = sub.add_parser("metaworld", help="Meta-World tasks: expert demos -> DP and CDP -> evaluation, with a report "
-                                         "(run with .venv-metaworld/bin/cdp; scripts/setup_metaworld.sh makes it)")
-    w.add_argument("--tasks", nargs="+", default=["peg-insert-side-v3", "coffee-pull-v3", "box-close-v3", "push-v3",
-                                                   "lever-pull-v3", "disassemble-v3"], help="Meta-World V3 task names")
+    w = sub.add_parser(
+        "metaworld",
+        help="Meta-World tasks: expert demos -> DP and CDP -> evaluation, with a report "
+        "(run with .venv-metaworld/bin/cdp; scripts/setup_metaworld.sh makes it)",
+    )
+    w.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["peg-insert-side-v3", "coffee-pull-v3", "box-close-v3", "push-v3", "lever-pull-v3", "disassemble-v3"],
+        help="Meta-World V3 task names",
+    )
     w.add_argument("--demos", type=int, default=10)
     w.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
     w.add_argument("--gammas", nargs="+", type=float, default=[0.0, 0.1])
@@ -413,8 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", help="base training config (YAML)")
     g.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     g.add_argument("--workers", type=int, default=0)
-    g.add_argument("--action-space", default="joint_position", choices=["joint_position", "ee_pose"],
-                   help="what the policies output: joint-position targets or TCP pose targets")
+    g.add_argument(
+        "--action-space",
+        default="joint_position",
+        choices=["joint_position", "ee_pose"],
+        help="what the policies output: joint-position targets or TCP pose targets",
+    )
     g.add_argument("--work", required=True, help="folder for demos, runs and models (resumable; not committed)")
     g.add_argument("--out", required=True, help="report folder: report.md, grid.png, results.json")
     g.set_defaults(fn=_cmd_grid)

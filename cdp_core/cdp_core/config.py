@@ -177,21 +177,29 @@ class Config:
         _choice("model.obs_encoder", m.obs_encoder, ("mlp", "identity"))
         _choice("contraction.form", c.form, ("hinge", "frobenius"))
         _choice("contraction.estimator", c.estimator, ("lanczos", "power"))
-        for name, value in (("data.n_obs_steps", d.n_obs_steps), ("data.horizon", d.horizon),
-                            ("data.n_action_steps", d.n_action_steps), ("train.steps", t.steps),
-                            ("train.batch_size", t.batch_size), ("contraction.iterations", c.iterations),
-                            ("contraction.every", c.every)):
+        for name, value in (
+            ("data.n_obs_steps", d.n_obs_steps),
+            ("data.horizon", d.horizon),
+            ("data.n_action_steps", d.n_action_steps),
+            ("train.steps", t.steps),
+            ("train.batch_size", t.batch_size),
+            ("contraction.iterations", c.iterations),
+            ("contraction.every", c.every),
+        ):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         if d.n_obs_steps - 1 + d.n_action_steps > d.horizon:
             raise ConfigError(
                 f"data.horizon ({d.horizon}) must cover n_obs_steps - 1 + n_action_steps "
-                f"({d.n_obs_steps - 1 + d.n_action_steps}): executed actions start at the current observation")
+                f"({d.n_obs_steps - 1 + d.n_action_steps}): executed actions start at the current observation"
+            )
         if m.denoiser == "unet":
             factor = 2 ** (len(m.unet_dims) - 1)
             if d.horizon % factor:
-                raise ConfigError(f"data.horizon ({d.horizon}) must be divisible by {factor} for a U-Net with "
-                                  f"{len(m.unet_dims)} levels (model.unet_dims)")
+                raise ConfigError(
+                    f"data.horizon ({d.horizon}) must be divisible by {factor} for a U-Net with "
+                    f"{len(m.unet_dims)} levels (model.unet_dims)"
+                )
             if any(dim % m.unet_groups for dim in m.unet_dims):
                 raise ConfigError(f"model.unet_dims {m.unet_dims} must be multiples of unet_groups ({m.unet_groups})")
         g = self.gate
@@ -225,7 +233,7 @@ def _coerce(path: str, tp: Any, value: Any) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{path or 'config'} must be a mapping, got {type(value).__name__}")
-        return _from_dict(tp, value, path)
+        return _from_dict(typing.cast(type, tp), value, path)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):

@@ -87,8 +87,12 @@ class SymJacobian:
 
 
 @torch.no_grad()
-def lanczos_top_eigvec(op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, iterations: int,
-                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def lanczos_top_eigvec(
+    op: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    iterations: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched Lanczos with full re-orthogonalisation; returns (top Ritz value [B], unit Ritz vector [B, D])."""
     b, d = x.shape
     k = min(iterations, d)  # beyond D the Krylov space is exhausted
@@ -126,8 +130,10 @@ def lanczos_top_eigvec(op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
         off = torch.diag_embed(torch.stack(betas, -1), offset=1)
         tri = tri + off + off.transpose(-1, -2)
     if not torch.isfinite(tri).all():
-        raise FloatingPointError("non-finite Jacobian-vector product in the contraction estimate "
-                                 "(the denoiser produced NaN/inf); lower the learning rate or gamma")
+        raise FloatingPointError(
+            "non-finite Jacobian-vector product in the contraction estimate "
+            "(the denoiser produced NaN/inf); lower the learning rate or gamma"
+        )
     tri = tri.to(torch.float64)  # k x k: double precision is free and makes eigh robust
     evals, evecs = torch.linalg.eigh(tri)
     ritz = torch.einsum("bk,kbd->bd", evecs[:, :, -1].to(x.dtype), torch.stack(basis))
@@ -135,8 +141,12 @@ def lanczos_top_eigvec(op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
 
 
 @torch.no_grad()
-def power_top_eigvec(op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, iterations: int,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def power_top_eigvec(
+    op: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    iterations: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Shifted power iteration for the algebraically largest eigenvalue ([B], unit vector [B, D]).
 
     Phase 1 finds the dominant eigenvalue mu; where mu < 0, phase 2 iterates on
@@ -154,8 +164,14 @@ def power_top_eigvec(op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     return (q * op(q)).sum(-1), q
 
 
-def estimate_lambda_max(fn: DriftFn, x: torch.Tensor, iterations: int = 4, estimator: str = "lanczos",
-                        differentiable: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+def estimate_lambda_max(
+    fn: DriftFn,
+    x: torch.Tensor,
+    iterations: int = 4,
+    estimator: str = "lanczos",
+    differentiable: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """lambda_max of ``sym(d fn / dx)`` per sample, for ``x`` of any shape ``[B, ...]`` (action chunks).
 
     With ``differentiable=True`` the result carries gradients to the parameters ``fn``
@@ -175,8 +191,9 @@ def estimate_lambda_max(fn: DriftFn, x: torch.Tensor, iterations: int = 4, estim
     return (u * op.jtv(u, create_graph=True)).sum(-1)
 
 
-def frobenius_penalty(fn: DriftFn, x: torch.Tensor, beta: float, probes: int = 1,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+def frobenius_penalty(
+    fn: DriftFn, x: torch.Tensor, beta: float, probes: int = 1, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Hutchinson estimate of ``||sym J + beta I||_F^2 / D`` per sample (the authors' released form).
 
     Unbiased for ``E_v ||(sym J + beta I) v||^2 / D`` with ``v ~ N(0, I)``; divided by D so

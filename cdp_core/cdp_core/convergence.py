@@ -53,15 +53,23 @@ class GateReport:
 
     def summary(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
-        return (f"convergence gate {verdict}: open-loop action error {self.action_error_mm:.2f} mm "
-                f"(max {self.max_error_mm:g}), sample scatter {self.scatter_mm:.2f} mm (max {self.max_scatter_mm:g}) "
-                f"at the TCP over {self.windows} final-phase windows of {self.episodes} held-out demonstrations"
-                + ("" if self.passed else ": " + "; ".join(self.reasons)))
+        return (
+            f"convergence gate {verdict}: open-loop action error {self.action_error_mm:.2f} mm "
+            f"(max {self.max_error_mm:g}), sample scatter {self.scatter_mm:.2f} mm (max {self.max_scatter_mm:g}) "
+            f"at the TCP over {self.windows} final-phase windows of {self.episodes} held-out demonstrations"
+            + ("" if self.passed else ": " + "; ".join(self.reasons))
+        )
 
 
-def final_phase_windows(episodes: list[Episode], obs_keys: list[str], n_obs_steps: int, horizon: int,
-                        to_tcp: TcpFn, radius_m: float, max_windows_per_episode: int
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def final_phase_windows(
+    episodes: list[Episode],
+    obs_keys: list[str],
+    n_obs_steps: int,
+    horizon: int,
+    to_tcp: TcpFn,
+    radius_m: float,
+    max_windows_per_episode: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Observation histories and demonstrated action chunks at each episode's final phase.
 
     The final phase is where the demonstrated TCP target is within ``radius_m`` of the
@@ -89,9 +97,19 @@ def final_phase_windows(episodes: list[Episode], obs_keys: list[str], n_obs_step
     return np.stack(obs_out), np.stack(act_out)
 
 
-def run_gate(sample: SampleFn, episodes: list[Episode], obs_keys: list[str], n_obs_steps: int, horizon: int,
-             action_dim: int, action_start: int, n_action_steps: int, to_tcp: TcpFn, cfg: GateConfig,
-             seed: int = 0) -> GateReport:
+def run_gate(
+    sample: SampleFn,
+    episodes: list[Episode],
+    obs_keys: list[str],
+    n_obs_steps: int,
+    horizon: int,
+    action_dim: int,
+    action_start: int,
+    n_action_steps: int,
+    to_tcp: TcpFn,
+    cfg: GateConfig,
+    seed: int = 0,
+) -> GateReport:
     """Measure open-loop action error and sample scatter (mm at the TCP) and decide pass / fail.
 
     - action error: mean distance between the TCP of each sampled executed action and of the
@@ -102,8 +120,9 @@ def run_gate(sample: SampleFn, episodes: list[Episode], obs_keys: list[str], n_o
     """
     if not episodes:
         raise GateError("the convergence gate needs held-out demonstrations; none were given")
-    obs, demo = final_phase_windows(episodes, obs_keys, n_obs_steps, horizon, to_tcp, cfg.phase_radius_m,
-                                    cfg.windows_per_episode)
+    obs, demo = final_phase_windows(
+        episodes, obs_keys, n_obs_steps, horizon, to_tcp, cfg.phase_radius_m, cfg.windows_per_episode
+    )
     k = cfg.samples
     n = obs.shape[0]
     rng = np.random.default_rng(seed)
@@ -118,7 +137,9 @@ def run_gate(sample: SampleFn, episodes: list[Episode], obs_keys: list[str], n_o
     p = to_tcp(exec_acts.reshape(-1, action_dim)).reshape(n, k, steps, 3)
     d = to_tcp(exec_demo.reshape(-1, action_dim)).reshape(n, 1, steps, 3)
     err = 1000 * np.linalg.norm(p - d, axis=-1).mean(axis=(1, 2))
-    scatter = 1000 * np.sqrt((np.linalg.norm(p - p.mean(axis=1, keepdims=True), axis=-1) ** 2).mean(axis=1)).mean(axis=1)
+    scatter = 1000 * np.sqrt((np.linalg.norm(p - p.mean(axis=1, keepdims=True), axis=-1) ** 2).mean(axis=1)).mean(
+        axis=1
+    )
     e, s = float(np.median(err)), float(np.median(scatter))
     reasons = []
     if e > cfg.max_error_mm:
@@ -127,6 +148,14 @@ def run_gate(sample: SampleFn, episodes: list[Episode], obs_keys: list[str], n_o
         reasons.append(f"scatter {s:.2f} mm > {cfg.max_scatter_mm:g} mm")
     if reasons:
         reasons.append("the model is likely under-trained: train longer (see cdp_core/results/recipes)")
-    return GateReport(passed=not reasons, action_error_mm=e, scatter_mm=s, max_error_mm=cfg.max_error_mm,
-                      max_scatter_mm=cfg.max_scatter_mm, windows=n, episodes=len(episodes), samples_per_window=k,
-                      reasons=reasons)
+    return GateReport(
+        passed=not reasons,
+        action_error_mm=e,
+        scatter_mm=s,
+        max_error_mm=cfg.max_error_mm,
+        max_scatter_mm=cfg.max_scatter_mm,
+        windows=n,
+        episodes=len(episodes),
+        samples_per_window=k,
+        reasons=reasons,
+    )

@@ -28,13 +28,21 @@ TIMES = [0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]
 
 def demo_config(data: Path, gamma: float, steps: int) -> dict:
     """The demo's training config: residual-MLP denoiser over 8-step chunks of 2-D actions."""
-    return {"data": {"path": str(data), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
-            "model": {"denoiser": "mlp", "mlp_hidden": 128},
-            # the settings models/default/toy_cdp.onnx was trained with (every step, 16 samples)
-            "contraction": {"gamma": gamma, "samples": 16, "every": 1},
-            "train": {"steps": steps, "batch_size": 128, "lr": 1e-3, "warmup_steps": min(100, steps // 10 + 1),
-                      "log_every": max(1, min(50, steps // 5)), "checkpoint_every": max(steps // 2, 1)},
-            "export": {"sampler": "ddim", "steps": 10}}
+    return {
+        "data": {"path": str(data), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
+        "model": {"denoiser": "mlp", "mlp_hidden": 128},
+        # the settings models/default/toy_cdp.onnx was trained with (every step, 16 samples)
+        "contraction": {"gamma": gamma, "samples": 16, "every": 1},
+        "train": {
+            "steps": steps,
+            "batch_size": 128,
+            "lr": 1e-3,
+            "warmup_steps": min(100, steps // 10 + 1),
+            "log_every": max(1, min(50, steps // 5)),
+            "checkpoint_every": max(steps // 2, 1),
+        },
+        "export": {"sampler": "ddim", "steps": 10},
+    }
 
 
 def run_demo(out: str | Path, steps: int = 1500, episodes: int = 30, quick: bool = False, gamma: float = 0.1) -> Path:
@@ -50,8 +58,9 @@ def run_demo(out: str | Path, steps: int = 1500, episodes: int = 30, quick: bool
         run = train(cfg, out / "runs" / name)
         model_path = out / "models" / f"{name}.onnx"
         export_onnx(run["checkpoint"], model_path, cfg.export.sampler, cfg.export.steps)
-        ort = OnnxPolicy(model_path, expect={"obs_keys": run["obs_keys"], "horizon": 8, "action_dim": 2},
-                         intra_op_threads=1)
+        ort = OnnxPolicy(
+            model_path, expect={"obs_keys": run["obs_keys"], "horizon": 8, "action_dim": 2}, intra_op_threads=1
+        )
         policy, _ = load_policy(run["checkpoint"])
         _, windows, _ = build_policy_from_data(cfg)
         idx = torch.linspace(0, len(windows) - 1, 24).long()
@@ -65,10 +74,17 @@ def run_demo(out: str | Path, steps: int = 1500, episodes: int = 30, quick: bool
         parity = float(np.abs(ort(o, nz) - ref).max())
         lat = time_calls(lambda: ort(obs_start[:1]), 200 if not quick else 20)
         chunks = ort(np.repeat(obs_start[:1], 32, 0))
-        results[name] = {"gamma": g, "metrics": run["metrics"], "lambda_mean": prof.mean(1).tolist(),
-                         "lambda_max": prof.max(1).tolist(), "dispersion": disp, "onnx_parity_max_abs": parity,
-                         "ort_latency_ms": {"p50": lat.p50, "p99": lat.p99}, "model": str(model_path),
-                         "chunks": chunks.tolist()}
+        results[name] = {
+            "gamma": g,
+            "metrics": run["metrics"],
+            "lambda_mean": prof.mean(1).tolist(),
+            "lambda_max": prof.max(1).tolist(),
+            "dispersion": disp,
+            "onnx_parity_max_abs": parity,
+            "ort_latency_ms": {"p50": lat.p50, "p99": lat.p99},
+            "model": str(model_path),
+            "chunks": chunks.tolist(),
+        }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     _plots(out, results, obs_start[0])
     return _report(out, results, steps, episodes)
@@ -103,10 +119,13 @@ def _plots(out: Path, results: dict, obs0: np.ndarray) -> None:
 def _report(out: Path, results: dict, steps: int, episodes: int) -> Path:
     dp, cdp = results["dp"], results["cdp"]
     lines = [
-        "# CDP demo report (2-D multimodal toy task)", "",
+        "# CDP demo report (2-D multimodal toy task)",
+        "",
         f"{episodes} demonstrations, {steps} training steps each, residual-MLP denoiser, 8-step action chunks; "
-        f"exported sampler DDIM x 10 steps (ONNX Runtime CPU, 1 thread).", "",
-        "| | DP (gamma = 0) | CDP (gamma = %g) |" % cdp["gamma"], "|---|---|---|",
+        f"exported sampler DDIM x 10 steps (ONNX Runtime CPU, 1 thread).",
+        "",
+        "| | DP (gamma = 0) | CDP (gamma = %g) |" % cdp["gamma"],
+        "|---|---|---|",
         f"| final diffusion loss | {dp['metrics'].get('diffusion_loss', float('nan')):.4f} | "
         f"{cdp['metrics'].get('diffusion_loss', float('nan')):.4f} |",
         f"| lambda_max, mean over t and samples | {np.mean(dp['lambda_mean']):.3f} | {np.mean(cdp['lambda_mean']):.3f} |",
@@ -117,13 +136,18 @@ def _report(out: Path, results: dict, steps: int, episodes: int) -> Path:
         f"{cdp['dispersion']['first_step_std']:.4f} |",
         f"| ONNX vs PyTorch max abs error | {dp['onnx_parity_max_abs']:.2e} | {cdp['onnx_parity_max_abs']:.2e} |",
         f"| ORT latency p50 / p99 (ms, batch 1) | {dp['ort_latency_ms']['p50']:.3f} / {dp['ort_latency_ms']['p99']:.3f} | "
-        f"{cdp['ort_latency_ms']['p50']:.3f} / {cdp['ort_latency_ms']['p99']:.3f} |", "",
+        f"{cdp['ort_latency_ms']['p50']:.3f} / {cdp['ort_latency_ms']['p99']:.3f} |",
+        "",
         "lambda_max is the largest eigenvalue of the symmetrised Jacobian of the sampling drift divided by h(t); "
-        "the sampling flow contracts where it is negative.", "",
-        "| t | " + " | ".join(f"{t:g}" for t in TIMES) + " |", "|---|" + "---|" * len(TIMES),
+        "the sampling flow contracts where it is negative.",
+        "",
+        "| t | " + " | ".join(f"{t:g}" for t in TIMES) + " |",
+        "|---|" + "---|" * len(TIMES),
         "| DP mean lambda_max | " + " | ".join(f"{v:.3f}" for v in dp["lambda_mean"]) + " |",
-        "| CDP mean lambda_max | " + " | ".join(f"{v:.3f}" for v in cdp["lambda_mean"]) + " |", "",
-        "![demo](demo.png)", "",
+        "| CDP mean lambda_max | " + " | ".join(f"{v:.3f}" for v in cdp["lambda_mean"]) + " |",
+        "",
+        "![demo](demo.png)",
+        "",
         f"Models: `{dp['model']}`, `{cdp['model']}` (metadata: `cdp inspect MODEL`).",
     ]
     path = out / "report.md"

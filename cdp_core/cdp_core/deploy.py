@@ -40,8 +40,11 @@ def deployment_problems(meta: Mapping[str, Any], capabilities: StackCapabilities
     unknown = [k for k in keys if k not in cap.obs_dims]
     if unknown:
         problems.append(f"model observes {unknown}, which {cap.name} cannot build; it builds {sorted(cap.obs_dims)}")
-    wrong = [f"{k} (model {dims.get(k)}, {cap.name} {cap.obs_dims[k]})" for k in keys
-             if k in cap.obs_dims and dims.get(k) != cap.obs_dims[k]]
+    wrong = [
+        f"{k} (model {dims.get(k)}, {cap.name} {cap.obs_dims[k]})"
+        for k in keys
+        if k in cap.obs_dims and dims.get(k) != cap.obs_dims[k]
+    ]
     if wrong:
         problems.append(f"observation sizes differ: {', '.join(wrong)}")
     if meta.get("action_dim") != cap.action_dim:
@@ -54,8 +57,13 @@ def deployment_problems(meta: Mapping[str, Any], capabilities: StackCapabilities
         missing = [k for k in keys if k not in spec.obs_dims and k not in unknown]
         if missing:
             problems.append(f"model observes {missing}, which task {spec.name} does not provide")
-        task_wrong = [k for k in keys if k in spec.obs_dims and spec.obs_dims[k] != dims.get(k)
-                      and not (k in cap.obs_dims and dims.get(k) != cap.obs_dims[k])]
+        task_wrong = [
+            k
+            for k in keys
+            if k in spec.obs_dims
+            and spec.obs_dims[k] != dims.get(k)
+            and not (k in cap.obs_dims and dims.get(k) != cap.obs_dims[k])
+        ]
         if task_wrong:
             problems.append(f"observation dims differ from task {spec.name} for {task_wrong}")
         rate = meta.get("rate_hz")
@@ -64,8 +72,9 @@ def deployment_problems(meta: Mapping[str, Any], capabilities: StackCapabilities
     return problems
 
 
-def check_deployable(meta: Mapping[str, Any], capabilities: StackCapabilities, task: Any = None,
-                     source: str = "model") -> None:
+def check_deployable(
+    meta: Mapping[str, Any], capabilities: StackCapabilities, task: Any = None, source: str = "model"
+) -> None:
     """Raise :class:`ModelContractError` listing every problem of :func:`deployment_problems`."""
     problems = deployment_problems(meta, capabilities, task)
     if problems:

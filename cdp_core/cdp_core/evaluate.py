@@ -17,8 +17,14 @@ from .contraction import estimate_lambda_max
 from .policy import DiffusionPolicy
 
 
-def lambda_max_profile(policy: DiffusionPolicy, obs: torch.Tensor, actions: torch.Tensor, times: list[float],
-                       iterations: int = 16, seed: int = 0) -> np.ndarray:
+def lambda_max_profile(
+    policy: DiffusionPolicy,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    times: list[float],
+    iterations: int = 16,
+    seed: int = 0,
+) -> np.ndarray:
     """Mean lambda_max of the normalised sampling drift at each time, over (obs, action) pairs.
 
     Returns ``[len(times), B]``: per time, per sample. ``actions`` are raw units ``[B, H, A]``.
@@ -32,14 +38,25 @@ def lambda_max_profile(policy: DiffusionPolicy, obs: torch.Tensor, actions: torc
         t = torch.full((x0.shape[0],), float(t_val))
         eps = torch.randn(x0.shape, generator=g)
         xt = policy.schedule.alpha(t).view(-1, 1, 1) * x0 + policy.schedule.sigma(t).view(-1, 1, 1) * eps
-        lam = estimate_lambda_max(lambda z: policy.normalized_sampling_drift(z, t, cond), xt, iterations,
-                                  "lanczos", differentiable=False, generator=g)
+        lam = estimate_lambda_max(
+            lambda z: policy.normalized_sampling_drift(z, t, cond),
+            xt,
+            iterations,
+            "lanczos",
+            differentiable=False,
+            generator=g,
+        )
         out.append(lam.numpy())
     return np.stack(out)
 
 
-def action_dispersion(sample: Callable[[np.ndarray, np.ndarray], np.ndarray], obs: np.ndarray,
-                      noise_shape: tuple[int, int], seeds: int = 32, seed: int = 0) -> dict[str, float]:
+def action_dispersion(
+    sample: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    obs: np.ndarray,
+    noise_shape: tuple[int, int],
+    seeds: int = 32,
+    seed: int = 0,
+) -> dict[str, float]:
     """Spread of sampled action chunks across noise seeds at each fixed observation.
 
     ``sample(obs [B, To, D], noise [B, H, A]) -> actions [B, H, A]``. Reports the mean over

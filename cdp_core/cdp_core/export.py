@@ -25,11 +25,13 @@ from .policy import DiffusionPolicy
 from .samplers import FixedStepSampler, check_sampler_spec
 
 from .model_format import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, sidecar_path  # noqa: F401 (re-exported)
+
 OPSET = 18
 
 
-def build_metadata(policy: DiffusionPolicy, ckpt: dict[str, Any], sampler: FixedStepSampler,
-                   checkpoint_sha256: str) -> dict[str, Any]:
+def build_metadata(
+    policy: DiffusionPolicy, ckpt: dict[str, Any], sampler: FixedStepSampler, checkpoint_sha256: str
+) -> dict[str, Any]:
     """The contract a consumer (policy node, evaluator) checks before running the model."""
     s = policy.shape
     return {
@@ -71,8 +73,9 @@ def build_metadata(policy: DiffusionPolicy, ckpt: dict[str, Any], sampler: Fixed
     }
 
 
-def export_onnx(checkpoint: str | Path, out_path: str | Path, sampler: str = "ddim", steps: int = 10,
-                use_ema: bool = True) -> dict[str, Any]:
+def export_onnx(
+    checkpoint: str | Path, out_path: str | Path, sampler: str = "ddim", steps: int = 10, use_ema: bool = True
+) -> dict[str, Any]:
     """Export the sampler of a checkpoint to ``out_path`` (+ sidecar JSON); returns the metadata.
 
     Raises :class:`~cdp_core.samplers.SamplerSpecError` for an unknown sampler or step count
@@ -97,9 +100,16 @@ def export_onnx(checkpoint: str | Path, out_path: str | Path, sampler: str = "dd
         warnings.simplefilter("ignore")
         for name in ("torch.onnx", "torch.export", "torch._export"):
             logging.getLogger(name).setLevel(logging.ERROR)
-        program = torch.onnx.export(module, (obs, noise), input_names=["obs", "noise"], output_names=["actions"],
-                                    dynamic_shapes={"obs": {0: batch}, "noise": {0: batch}}, opset_version=OPSET,
-                                    dynamo=True, verbose=False)
+        program = torch.onnx.export(
+            module,
+            (obs, noise),
+            input_names=["obs", "noise"],
+            output_names=["actions"],
+            dynamic_shapes={"obs": {0: batch}, "noise": {0: batch}},
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+        )
     model = program.model_proto
     model.doc_string = f"CDP fixed-step sampler ({sampler}, {steps} steps, gamma={meta['gamma']:g})"
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(meta)})

@@ -30,18 +30,23 @@ def fr3_action_space(meta: dict[str, Any], action_dim: int) -> str | None:
     from .sim.actions import ACTION_SPACES
 
     space = meta.get("action_space")
-    if action_dim != 7 or (space is None and meta.get("task") is None) or (space or "joint_position") not in ACTION_SPACES:
+    if (
+        action_dim != 7
+        or (space is None and meta.get("task") is None)
+        or (space or "joint_position") not in ACTION_SPACES
+    ):
         return None
     return space or "joint_position"
 
 
-def heldout_episodes(cfg: GateConfig, data_path: str, data_format: str, dataset_meta: dict[str, Any],
-                     workdir: Path | None) -> list[Episode]:
+def heldout_episodes(
+    cfg: GateConfig, data_path: str, data_format: str, dataset_meta: dict[str, Any], workdir: Path | None
+) -> list[Episode]:
     """Held-out demonstrations for the gate, in the order of preference of :class:`GateConfig`."""
     if cfg.holdout_path:
         return load_episodes(cfg.holdout_path).episodes
     if cfg.holdout_episodes:
-        return load_episodes(data_path, data_format).episodes[-cfg.holdout_episodes:]
+        return load_episodes(data_path, data_format).episodes[-cfg.holdout_episodes :]
     task = dataset_meta.get("task")
     if cfg.auto_demos and task:
         from .sim.demos import generate_demos
@@ -50,15 +55,28 @@ def heldout_episodes(cfg: GateConfig, data_path: str, data_format: str, dataset_
         if task in TASKS:
             out = (workdir or Path(".")) / "gate_demos"
             if not (out / "meta.json").is_file() or len(list((out / "episodes").glob("*.npz"))) < cfg.auto_demos:
-                generate_demos(task, out, cfg.auto_demos, seed=HELDOUT_SEED, progress=False,
-                               action_space=dataset_meta.get("action_space", "joint_position"))
+                generate_demos(
+                    task,
+                    out,
+                    cfg.auto_demos,
+                    seed=HELDOUT_SEED,
+                    progress=False,
+                    action_space=dataset_meta.get("action_space", "joint_position"),
+                )
             return load_episodes(out).episodes[: cfg.auto_demos]
-    raise GateError("no held-out demonstrations: set gate.holdout_path or gate.holdout_episodes "
-                    "(or train on a simulated task's demos, for which they are recorded automatically)")
+    raise GateError(
+        "no held-out demonstrations: set gate.holdout_path or gate.holdout_episodes "
+        "(or train on a simulated task's demos, for which they are recorded automatically)"
+    )
 
 
-def gate_checkpoint(checkpoint: str | Path, cfg: GateConfig | None = None, workdir: str | Path | None = None,
-                    sampler: str | None = None, steps: int | None = None) -> GateReport:
+def gate_checkpoint(
+    checkpoint: str | Path,
+    cfg: GateConfig | None = None,
+    workdir: str | Path | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+) -> GateReport:
     """The gate on a checkpoint's EMA weights, sampled as export would (config's ``export`` sampler unless given)."""
     import torch
 
@@ -73,20 +91,36 @@ def gate_checkpoint(checkpoint: str | Path, cfg: GateConfig | None = None, workd
     space = fr3_action_space(meta, s.action_dim)
     if space is None:
         raise GateError("the gate measures millimetres at an FR3's TCP; this policy's actions are not FR3 actions")
-    episodes = heldout_episodes(cfg, pcfg.data.path, pcfg.data.format, meta,
-                                Path(workdir) if workdir else Path(checkpoint).parent.parent)
+    episodes = heldout_episodes(
+        cfg, pcfg.data.path, pcfg.data.format, meta, Path(workdir) if workdir else Path(checkpoint).parent.parent
+    )
     module = FixedStepSampler(policy, sampler or pcfg.export.sampler, steps or pcfg.export.steps).eval()
 
     def sample(obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return module(torch.from_numpy(obs), torch.from_numpy(noise)).numpy()
 
-    return _run(sample, episodes, list(ckpt["obs_keys"]), s.n_obs_steps, s.horizon, s.action_dim, s.n_obs_steps - 1,
-                s.n_action_steps, space, cfg)
+    return _run(
+        sample,
+        episodes,
+        list(ckpt["obs_keys"]),
+        s.n_obs_steps,
+        s.horizon,
+        s.action_dim,
+        s.n_obs_steps - 1,
+        s.n_action_steps,
+        space,
+        cfg,
+    )
 
 
-def gate_model(model_path: str | Path, task: str | None = None, cfg: GateConfig | None = None,
-               workdir: str | Path | None = None, n_action_steps: int | None = None) -> GateReport:
+def gate_model(
+    model_path: str | Path,
+    task: str | None = None,
+    cfg: GateConfig | None = None,
+    workdir: str | Path | None = None,
+    n_action_steps: int | None = None,
+) -> GateReport:
     """The gate on an exported ONNX model (the graph the robot runs), thresholds from its training config.
 
     ``task``: the simulated task whose held-out demonstrations to record when the training
@@ -103,17 +137,33 @@ def gate_model(model_path: str | Path, task: str | None = None, cfg: GateConfig 
     if space is None:
         raise GateError("the gate measures millimetres at an FR3's TCP; this model's actions are not FR3 actions")
     with tempfile.TemporaryDirectory(prefix="cdp_gate_") as tmp:
-        episodes = heldout_episodes(cfg, train_cfg.data.path, train_cfg.data.format,
-                                    {"task": task or m.get("task"), "action_space": space}, Path(workdir or tmp))
-    return _run(lambda o, z: model(o, z), episodes, list(m["obs_keys"]), m["n_obs_steps"], m["horizon"],
-                m["action_dim"], m["action_start_index"], n_action_steps or m["n_action_steps"], space, cfg)
+        episodes = heldout_episodes(
+            cfg,
+            train_cfg.data.path,
+            train_cfg.data.format,
+            {"task": task or m.get("task"), "action_space": space},
+            Path(workdir or tmp),
+        )
+    return _run(
+        lambda o, z: model(o, z),
+        episodes,
+        list(m["obs_keys"]),
+        m["n_obs_steps"],
+        m["horizon"],
+        m["action_dim"],
+        m["action_start_index"],
+        n_action_steps or m["n_action_steps"],
+        space,
+        cfg,
+    )
 
 
 def _run(sample, episodes, obs_keys, n_obs, horizon, action_dim, start, n_exec, space, cfg) -> GateReport:
     from .sim.actions import tcp_positions
 
-    return run_gate(sample, episodes, obs_keys, n_obs, horizon, action_dim, start, n_exec,
-                    lambda a: tcp_positions(space, a), cfg)
+    return run_gate(
+        sample, episodes, obs_keys, n_obs, horizon, action_dim, start, n_exec, lambda a: tcp_positions(space, a), cfg
+    )
 
 
 def store_report(report: GateReport, path: str | Path, checkpoint: str | Path) -> Path:

@@ -49,11 +49,18 @@ class DiffusionPolicy(nn.Module):
         m = cfg.model
         if m.denoiser == "unet":
             self.denoiser: nn.Module = ConditionalUnet1D(
-                shape.horizon, shape.action_dim, self.obs_encoder.out_dim, m.unet_dims, m.unet_kernel_size,
-                m.unet_groups, m.time_embed_dim)
+                shape.horizon,
+                shape.action_dim,
+                self.obs_encoder.out_dim,
+                m.unet_dims,
+                m.unet_kernel_size,
+                m.unet_groups,
+                m.time_embed_dim,
+            )
         elif m.denoiser == "mlp":
-            self.denoiser = ResidualMLPDenoiser(shape.horizon, shape.action_dim, self.obs_encoder.out_dim,
-                                                m.mlp_hidden, m.mlp_blocks, m.time_embed_dim)
+            self.denoiser = ResidualMLPDenoiser(
+                shape.horizon, shape.action_dim, self.obs_encoder.out_dim, m.mlp_hidden, m.mlp_blocks, m.time_embed_dim
+            )
         else:
             raise ValueError(f"unknown denoiser {m.denoiser!r} (known: unet, mlp)")
 
@@ -63,8 +70,10 @@ class DiffusionPolicy(nn.Module):
         if not self.relative:
             raise ValueError("set_action_reference needs data.action_representation = relative")
         if len(index) != self.shape.action_dim or not all(-1 <= i < self.shape.obs_dim for i in index):
-            raise ValueError(f"action reference index {index} does not fit action_dim {self.shape.action_dim} / "
-                             f"obs_dim {self.shape.obs_dim}")
+            raise ValueError(
+                f"action reference index {index} does not fit action_dim {self.shape.action_dim} / "
+                f"obs_dim {self.shape.obs_dim}"
+            )
         self.action_ref_index.copy_(torch.as_tensor(index, dtype=torch.long))
 
     def _action_reference(self, obs: torch.Tensor) -> torch.Tensor:

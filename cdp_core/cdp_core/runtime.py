@@ -17,8 +17,21 @@ import numpy as np
 from .model_format import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, sidecar_path
 
 #: Metadata fields a consumer may pin; anything else in ``expect`` is a programming error.
-CONTRACT_KEYS = ("obs_keys", "obs_dims", "obs_dim", "action_names", "action_dim", "action_space", "n_obs_steps", "horizon",
-                 "n_action_steps", "action_start_index", "sampler", "steps", "rate_hz")
+CONTRACT_KEYS = (
+    "obs_keys",
+    "obs_dims",
+    "obs_dim",
+    "action_names",
+    "action_dim",
+    "action_space",
+    "n_obs_steps",
+    "horizon",
+    "n_action_steps",
+    "action_start_index",
+    "sampler",
+    "steps",
+    "rate_hz",
+)
 
 
 class ModelContractError(RuntimeError):
@@ -34,16 +47,23 @@ def preferred_providers(available: list[str], preference: tuple[str, ...] | list
     """The providers of ``preference`` this ONNX Runtime has, in that order; an error names what is missing."""
     chosen = [p for p in preference if p in available]
     if not chosen:
-        raise ModelContractError(f"none of the providers {list(preference)} is available in this ONNX Runtime "
-                                 f"build (available: {available})")
+        raise ModelContractError(
+            f"none of the providers {list(preference)} is available in this ONNX Runtime build (available: {available})"
+        )
     return chosen
 
 
 class OnnxPolicy:
     """An exported fixed-step sampler: ``__call__(obs [B, To, obs_dim], noise=None) -> actions [B, H, A]``."""
 
-    def __init__(self, path: str | Path, expect: dict[str, Any] | None = None, providers: list[str] | None = None,
-                 intra_op_threads: int = 0, seed: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        expect: dict[str, Any] | None = None,
+        providers: list[str] | None = None,
+        intra_op_threads: int = 0,
+        seed: int | None = None,
+    ):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -53,10 +73,13 @@ class OnnxPolicy:
         if intra_op_threads:
             opts.intra_op_num_threads = intra_op_threads
         try:
-            self.session = ort.InferenceSession(str(self.path), opts,
-                                                providers=providers or preferred_providers(ort.get_available_providers()))
+            self.session = ort.InferenceSession(
+                str(self.path), opts, providers=providers or preferred_providers(ort.get_available_providers())
+            )
         except Exception as exc:  # ORT raises its own exception types for truncated / invalid graphs
-            raise ModelContractError(f"{self.path}: corrupt or not an ONNX model ({type(exc).__name__}: {exc})") from exc
+            raise ModelContractError(
+                f"{self.path}: corrupt or not an ONNX model ({type(exc).__name__}: {exc})"
+            ) from exc
         self.metadata = self._read_metadata()
         if expect:
             check_contract(self.metadata, expect, str(self.path))
@@ -75,8 +98,10 @@ class OnnxPolicy:
         except json.JSONDecodeError as exc:
             raise ModelContractError(f"{self.path}: metadata is not valid JSON ({exc})") from exc
         if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
-            raise ModelContractError(f"{self.path}: metadata format {meta.get('format')!r} v{meta.get('version')} "
-                                     f"is not {FORMAT_NAME!r} v{FORMAT_VERSION}")
+            raise ModelContractError(
+                f"{self.path}: metadata format {meta.get('format')!r} v{meta.get('version')} "
+                f"is not {FORMAT_NAME!r} v{FORMAT_VERSION}"
+            )
         side = sidecar_path(self.path)
         if side.exists():
             try:
@@ -85,8 +110,10 @@ class OnnxPolicy:
                 raise ModelContractError(f"{side}: sidecar metadata is not valid JSON ({exc})") from exc
             differ = sorted(k for k in set(meta) | set(sidecar) if meta.get(k) != sidecar.get(k))
             if differ:
-                raise ModelContractError(f"{side}: sidecar metadata disagrees with the model in {differ}; "
-                                         "the two files are from different exports")
+                raise ModelContractError(
+                    f"{side}: sidecar metadata disagrees with the model in {differ}; "
+                    "the two files are from different exports"
+                )
         meta.setdefault("action_space", "joint_position")  # exports from before the option had joint targets only
         return meta
 
@@ -100,8 +127,10 @@ class OnnxPolicy:
             noise = self.rng.standard_normal((obs.shape[0], *self.noise_shape), dtype=np.float32)
         noise = np.ascontiguousarray(noise, dtype=np.float32)
         if noise.shape != (obs.shape[0], *self.noise_shape):
-            raise ValueError(f"noise must have shape [{obs.shape[0]}, {self.noise_shape[0]}, {self.noise_shape[1]}], "
-                             f"got {noise.shape}")
+            raise ValueError(
+                f"noise must have shape [{obs.shape[0]}, {self.noise_shape[0]}, {self.noise_shape[1]}], "
+                f"got {noise.shape}"
+            )
         return self.session.run(["actions"], {"obs": obs, "noise": noise})[0]
 
 

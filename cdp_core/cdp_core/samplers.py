@@ -68,7 +68,9 @@ class FixedStepSampler(nn.Module):
         self.alpha = s.alpha(t64).tolist()
         self.sigma = s.sigma(t64).tolist()
         self.f = s.f(t64).tolist()
-        self.h = [float("nan") if sg == 0 else v for v, sg in zip((s.g2(t64) / (2 * s.sigma(t64))).tolist(), self.sigma)]
+        self.h = [
+            float("nan") if sg == 0 else v for v, sg in zip((s.g2(t64) / (2 * s.sigma(t64))).tolist(), self.sigma)
+        ]
         lam = [math.inf if sg == 0 else math.log(a / sg) for a, sg in zip(self.alpha, self.sigma)]
         self.step_h = [lam[i + 1] - lam[i] for i in range(steps)]
 
@@ -128,8 +130,14 @@ class FixedStepSampler(nn.Module):
 
 
 @torch.no_grad()
-def sample_actions(policy: DiffusionPolicy, obs: torch.Tensor, sampler: str = "ddim", steps: int = 10,
-                   noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_actions(
+    policy: DiffusionPolicy,
+    obs: torch.Tensor,
+    sampler: str = "ddim",
+    steps: int = 10,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Sample action chunks for raw observations ``[B, To, obs_dim]`` (PyTorch path)."""
     shape = (obs.shape[0], policy.shape.horizon, policy.shape.action_dim)
     if noise is None:

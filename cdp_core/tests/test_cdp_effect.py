@@ -20,12 +20,22 @@ TIMES = [0.3, 0.5, 0.7, 0.9]
 
 def _train(data, out, gamma):
     torch.manual_seed(0)
-    cfg = config_from_dict({
-        "data": {"path": str(data), "horizon": 8, "n_action_steps": 4},
-        "model": {"denoiser": "mlp", "mlp_hidden": 128},
-        "contraction": {"gamma": gamma, "samples": 16, "every": 1},
-        "train": {"steps": 700, "batch_size": 64, "lr": 1e-3, "warmup_steps": 50, "log_every": 50,
-                  "checkpoint_every": 10_000, "progress": False}})
+    cfg = config_from_dict(
+        {
+            "data": {"path": str(data), "horizon": 8, "n_action_steps": 4},
+            "model": {"denoiser": "mlp", "mlp_hidden": 128},
+            "contraction": {"gamma": gamma, "samples": 16, "every": 1},
+            "train": {
+                "steps": 700,
+                "batch_size": 64,
+                "lr": 1e-3,
+                "warmup_steps": 50,
+                "log_every": 50,
+                "checkpoint_every": 10_000,
+                "progress": False,
+            },
+        }
+    )
     run = train(cfg, out)
     policy, _ = load_policy(run["checkpoint"])
     _, windows, _ = build_policy_from_data(cfg)

@@ -4,15 +4,18 @@ import pytest
 import torch
 
 from cdp_core.config import ContractionConfig, config_from_dict
-from cdp_core.contraction import (contraction_loss, estimate_lambda_max, exact_sym_jacobian_eigvals,
-                                  frobenius_penalty)
+from cdp_core.contraction import contraction_loss, estimate_lambda_max, exact_sym_jacobian_eigvals, frobenius_penalty
 from cdp_core.policy import DiffusionPolicy, PolicyShape
 
 
 def _drift(denoiser: str, seed: int = 0):
     torch.manual_seed(seed)
-    cfg = config_from_dict({"data": {"horizon": 8, "n_action_steps": 4},
-                            "model": {"denoiser": denoiser, "unet_dims": [16, 32], "mlp_hidden": 64}})
+    cfg = config_from_dict(
+        {
+            "data": {"horizon": 8, "n_action_steps": 4},
+            "model": {"denoiser": denoiser, "unet_dims": [16, 32], "mlp_hidden": 64},
+        }
+    )
     policy = DiffusionPolicy(cfg, PolicyShape(obs_dim=5, action_dim=3, n_obs_steps=2, horizon=8, n_action_steps=4))
     x = torch.randn(4, 8, 3)  # chunked actions: D = 24
     t = torch.tensor([0.05, 0.3, 0.6, 0.9])

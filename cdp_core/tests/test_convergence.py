@@ -32,10 +32,12 @@ def _episode(rng: np.random.Generator, n: int = 40) -> Episode:
 
 def _sampler(noise_m: float):
     """A policy that repeats the newest observed command, plus noise_m (m) of noise per coordinate."""
+
     def sample(obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
         out = np.repeat(obs[:, -1:, :], noise.shape[1], axis=1).astype(np.float64)
         out[..., :3] += noise_m * noise[..., :3]
         return out
+
     return sample
 
 
@@ -99,10 +101,31 @@ def test_cdp_train_refuses_an_under_trained_model(reach_demos, tmp_path, capsys)
     """A 30-step reach policy: `cdp train` warns loudly, exits 3 with gate.on_fail=fail, and the verdict
     travels with the checkpoint into the exported model's metadata."""
     run = tmp_path / "run"
-    args = ["train", "--out", str(run), "--set", f"data.path={reach_demos}",
-            "--set", "model.mlp_hidden=64", "--set", "model.mlp_blocks=1", "--set", "model.denoiser=mlp",
-            "--set", "train.steps=30", "--set", "train.progress=false", "--set", "train.batch_size=32",
-            "--set", "gate.auto_demos=2", "--set", "gate.on_fail=fail", "--set", "export.steps=4"]
+    args = [
+        "train",
+        "--out",
+        str(run),
+        "--set",
+        f"data.path={reach_demos}",
+        "--set",
+        "model.mlp_hidden=64",
+        "--set",
+        "model.mlp_blocks=1",
+        "--set",
+        "model.denoiser=mlp",
+        "--set",
+        "train.steps=30",
+        "--set",
+        "train.progress=false",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "gate.auto_demos=2",
+        "--set",
+        "gate.on_fail=fail",
+        "--set",
+        "export.steps=4",
+    ]
     assert main(args) == 3
     err = capsys.readouterr().err
     assert "WARNING: convergence gate FAILED" in err
@@ -111,7 +134,10 @@ def test_cdp_train_refuses_an_under_trained_model(reach_demos, tmp_path, capsys)
     assert (run / "gate_demos" / "meta.json").is_file()  # held-out demos were recorded, not the training ones
 
     model = tmp_path / "m.onnx"
-    assert main(["export", "--checkpoint", str(run / "checkpoints" / "latest.pt"), "--out", str(model), "--steps", "4"]) == 0
+    assert (
+        main(["export", "--checkpoint", str(run / "checkpoints" / "latest.pt"), "--out", str(model), "--steps", "4"])
+        == 0
+    )
     meta = json.loads(model.with_suffix(".json").read_text())
     assert meta["convergence_gate"]["passed"] is False
     assert meta["task"] == "reach_precise"
@@ -120,8 +146,23 @@ def test_cdp_train_refuses_an_under_trained_model(reach_demos, tmp_path, capsys)
     capsys.readouterr()
 
     # cdp compare: the same model twice on the same seeds agrees with itself episode by episode
-    assert main(["compare", str(model), str(model), "--task", "reach_precise", "--episodes", "2", "--workers", "1",
-                 "--verbose"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(model),
+                str(model),
+                "--task",
+                "reach_precise",
+                "--episodes",
+                "2",
+                "--workers",
+                "1",
+                "--verbose",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["only_first_succeeded"] == out["only_second_succeeded"] == 0 and out["mcnemar_exact_p"] == 1.0
     assert out["models"][0]["successes"] == out["models"][1]["successes"] and len(out["models"][0]["successes"]) == 2

@@ -15,8 +15,15 @@ def _write(root, episodes, obs_dims=None):
 
 def test_windows_pad_edges_like_diffusion_policy(tmp_path):
     n = 6
-    _write(tmp_path, [Episode(obs={"pos": np.arange(2 * n, dtype=np.float32).reshape(n, 2)},
-                              action=np.arange(n, dtype=np.float32)[:, None])])
+    _write(
+        tmp_path,
+        [
+            Episode(
+                obs={"pos": np.arange(2 * n, dtype=np.float32).reshape(n, 2)},
+                action=np.arange(n, dtype=np.float32)[:, None],
+            )
+        ],
+    )
     w = WindowDataset(load_episodes(tmp_path), ["pos"], n_obs_steps=2, horizon=4, n_action_steps=2)
     # starts from -1 to n - horizon + 1 = 3 -> 5 windows
     assert len(w) == 5
@@ -28,15 +35,25 @@ def test_windows_pad_edges_like_diffusion_policy(tmp_path):
 def test_nan_is_reported_with_episode_and_step(tmp_path):
     bad = np.zeros((5, 1), dtype=np.float32)
     bad[3] = np.nan
-    _write(tmp_path, [Episode(obs={"pos": np.zeros((5, 2))}, action=np.zeros((5, 1))),
-                      Episode(obs={"pos": np.zeros((5, 2))}, action=bad)])
+    _write(
+        tmp_path,
+        [
+            Episode(obs={"pos": np.zeros((5, 2))}, action=np.zeros((5, 1))),
+            Episode(obs={"pos": np.zeros((5, 2))}, action=bad),
+        ],
+    )
     with pytest.raises(DatasetError, match=r"episode_000001.*action holds NaN.*step 3"):
         load_episodes(tmp_path)
 
 
 def test_mismatched_shapes_are_reported(tmp_path):
-    _write(tmp_path, [Episode(obs={"pos": np.zeros((5, 2))}, action=np.zeros((5, 1))),
-                      Episode(obs={"pos": np.zeros((4, 2))}, action=np.zeros((5, 1)))])
+    _write(
+        tmp_path,
+        [
+            Episode(obs={"pos": np.zeros((5, 2))}, action=np.zeros((5, 1))),
+            Episode(obs={"pos": np.zeros((4, 2))}, action=np.zeros((5, 1))),
+        ],
+    )
     with pytest.raises(DatasetError, match=r"'pos' has 4 steps but 'action' has 5"):
         load_episodes(tmp_path)
 

@@ -12,8 +12,13 @@ NODE = StackCapabilities(obs_dims={"joint_pos": 7, "hole_pose": 7, "target_pos":
 
 
 def meta(**kw):
-    m = {"obs_keys": ["joint_pos", "target_pos"], "obs_dims": {"joint_pos": 7, "target_pos": 3}, "action_dim": 7,
-         "action_space": "joint_position", "rate_hz": 10.0}
+    m = {
+        "obs_keys": ["joint_pos", "target_pos"],
+        "obs_dims": {"joint_pos": 7, "target_pos": 3},
+        "action_dim": 7,
+        "action_space": "joint_position",
+        "rate_hz": 10.0,
+    }
     m.update(kw)
     return m
 
@@ -24,8 +29,13 @@ def test_a_fitting_model_has_no_problems():
 
 
 def test_every_problem_is_named_at_once():
-    bad = meta(obs_keys=["joint_pos", "agent_pos", "hole_pose"], obs_dims={"joint_pos": 6, "agent_pos": 2, "hole_pose": 7},
-               action_dim=2, action_space="ee_pose", rate_hz=20.0)
+    bad = meta(
+        obs_keys=["joint_pos", "agent_pos", "hole_pose"],
+        obs_dims={"joint_pos": 6, "agent_pos": 2, "hole_pose": 7},
+        action_dim=2,
+        action_space="ee_pose",
+        rate_hz=20.0,
+    )
     problems = deployment_problems(bad, NODE, get_task("reach_precise"))
     text = "; ".join(problems)
     assert "['agent_pos'], which the node cannot build" in text
@@ -39,14 +49,17 @@ def test_every_problem_is_named_at_once():
 
 def test_a_problem_is_reported_once_when_consumer_and_task_agree():
     caps = StackCapabilities(obs_dims=dict(get_task("reach_precise").spec.obs_dims), name="this path")
-    problems = deployment_problems(meta(obs_keys=["agent_pos"], obs_dims={"agent_pos": 2}), caps,
-                                   get_task("reach_precise"))
+    problems = deployment_problems(
+        meta(obs_keys=["agent_pos"], obs_dims={"agent_pos": 2}), caps, get_task("reach_precise")
+    )
     assert len(problems) == 1, problems
 
 
 def test_one_provider_order():
-    assert preferred_providers(["CPUExecutionProvider", "CUDAExecutionProvider"]) == \
-        ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert preferred_providers(["CPUExecutionProvider", "CUDAExecutionProvider"]) == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
     assert PROVIDER_ORDER[-1] == "CPUExecutionProvider"
     with pytest.raises(ModelContractError, match="none of the providers"):
         preferred_providers(["CPUExecutionProvider"], ("CUDAExecutionProvider",))

@@ -20,8 +20,23 @@ needs_env = pytest.mark.skipif(not MW_CDP.exists(), reason="no .venv-metaworld: 
 
 
 def test_main_environment_says_where_metaworld_lives(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "cdp_core.cli", "metaworld", "--tasks", "push-v3", "--work",
-                        str(tmp_path / "w"), "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cdp_core.cli",
+            "metaworld",
+            "--tasks",
+            "push-v3",
+            "--work",
+            str(tmp_path / "w"),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     try:
         import metaworld  # noqa: F401
     except ImportError:
@@ -32,10 +47,36 @@ def test_main_environment_says_where_metaworld_lives(tmp_path):
 
 @needs_env
 def test_tiny_benchmark_records_trains_evaluates_and_resumes(tmp_path):
-    args = [str(MW_CDP), "metaworld", "--tasks", "push-v3", "--demos", "2", "--seeds", "0", "--episodes", "2",
-            "--steps", "2", "--workers", "1", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "report"),
-            "--set", "train.steps=5", "--set", "model.mlp_hidden=32", "--set", "model.mlp_blocks=1",
-            "--set", "train.batch_size=16", "--set", "train.checkpoint_every=5"]
+    args = [
+        str(MW_CDP),
+        "metaworld",
+        "--tasks",
+        "push-v3",
+        "--demos",
+        "2",
+        "--seeds",
+        "0",
+        "--episodes",
+        "2",
+        "--steps",
+        "2",
+        "--workers",
+        "1",
+        "--work",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path / "report"),
+        "--set",
+        "train.steps=5",
+        "--set",
+        "model.mlp_hidden=32",
+        "--set",
+        "model.mlp_blocks=1",
+        "--set",
+        "train.batch_size=16",
+        "--set",
+        "train.checkpoint_every=5",
+    ]
     r = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     results = json.loads((tmp_path / "report" / "results.json").read_text())

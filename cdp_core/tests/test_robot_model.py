@@ -9,8 +9,19 @@ import numpy as np
 import pytest
 
 from cdp_core.robot import FR3, FLANGE, FRANKA_HAND, IKConfig, Tool, forward_kinematics, jacobian, solve_ik, tcp_pose
-from cdp_core.robot.rotations import (TOOL_DOWN, W_NON_NEGATIVE, QuaternionError, canonical_quat, matrix_to_quat,
-                                      matrix_to_rotvec, quat_to_matrix, quat_yaw, rotvec_to_matrix, tool_tilt, yaw_quat)
+from cdp_core.robot.rotations import (
+    TOOL_DOWN,
+    W_NON_NEGATIVE,
+    QuaternionError,
+    canonical_quat,
+    matrix_to_quat,
+    matrix_to_rotvec,
+    quat_to_matrix,
+    quat_yaw,
+    rotvec_to_matrix,
+    tool_tilt,
+    yaw_quat,
+)
 from cdp_core.robot.trajectories import minimum_jerk
 
 HOME = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
@@ -173,7 +184,9 @@ def test_limits_derive_profiles_from_one_table():
 
 
 def test_robot_model_imports_no_ros_torch_or_mujoco():
-    code = ("import sys, cdp_core.robot, cdp_core.robot.rotations, cdp_core.robot.trajectories; "
-            "print(sorted(m for m in ('torch', 'rclpy', 'mujoco', 'pinocchio', 'franky_sim') if m in sys.modules))")
+    code = (
+        "import sys, cdp_core.robot, cdp_core.robot.rotations, cdp_core.robot.trajectories; "
+        "print(sorted(m for m in ('torch', 'rclpy', 'mujoco', 'pinocchio', 'franky_sim') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

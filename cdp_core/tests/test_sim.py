@@ -119,8 +119,9 @@ def test_rollout_replays_a_policy_and_measures_success(reach_env):
 def test_unknown_task_and_mismatched_model_are_refused():
     with pytest.raises(UnknownTaskError, match="known tasks: peg_insert, reach_precise"):
         get_task("peg")
-    toy_meta = json.loads((__import__("pathlib").Path(__file__).resolve().parents[2] / "models" / "default"
-                           / "toy_cdp.json").read_text())
+    toy_meta = json.loads(
+        (__import__("pathlib").Path(__file__).resolve().parents[2] / "models" / "default" / "toy_cdp.json").read_text()
+    )
     with pytest.raises(ModelContractError, match=r"agent_pos.*action_dim 2"):
         check_model_fits_task(toy_meta, get_task("reach_precise"))
 
@@ -128,10 +129,25 @@ def test_unknown_task_and_mismatched_model_are_refused():
 def test_tiny_grid_runs_resumes_and_reports(tmp_path):
     from cdp_core.sim.grid import GridConfig, run_grid
 
-    cfg = GridConfig(task="reach_precise", demos=[2], seeds=[0], steps=[1, 2], gammas=[0.0, 0.1], episodes=2,
-                     workers=1, train_overrides=["data.horizon=8", "data.n_action_steps=4", "model.denoiser=mlp",
-                                                 "model.mlp_hidden=32", "train.steps=10", "train.progress=false",
-                                                 "contraction.every=1", "gate.auto_demos=1"])
+    cfg = GridConfig(
+        task="reach_precise",
+        demos=[2],
+        seeds=[0],
+        steps=[1, 2],
+        gammas=[0.0, 0.1],
+        episodes=2,
+        workers=1,
+        train_overrides=[
+            "data.horizon=8",
+            "data.n_action_steps=4",
+            "model.denoiser=mlp",
+            "model.mlp_hidden=32",
+            "train.steps=10",
+            "train.progress=false",
+            "contraction.every=1",
+            "gate.auto_demos=1",
+        ],
+    )
     report = run_grid(cfg, tmp_path / "work", tmp_path / "report", progress=False)
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert len(results["cells"]) == 4 and (tmp_path / "report" / "grid.png").exists()
@@ -158,9 +174,27 @@ def test_tiny_grid_runs_resumes_and_reports(tmp_path):
     from PIL import Image
 
     model = next((tmp_path / "work" / "models").glob("*.onnx"))
-    r = subprocess.run([sys.executable, "-m", "cdp_core.cli", "eval", "--model", str(model), "--task", "reach_precise",
-                        "--episodes", "1", "--workers", "1", "--video", str(tmp_path / "video")],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cdp_core.cli",
+            "eval",
+            "--model",
+            str(model),
+            "--task",
+            "reach_precise",
+            "--episodes",
+            "1",
+            "--workers",
+            "1",
+            "--video",
+            str(tmp_path / "video"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     gif = next((tmp_path / "video").glob("*.gif"))
     assert Image.open(gif).n_frames >= 10
@@ -172,10 +206,12 @@ def test_paired_test_pairs_episodes_by_training_and_episode_seed():
     def cell(gamma, seed, successes):
         return {"gamma": gamma, "demos": 10, "seed": seed, "steps": 8, "successes": successes}
 
-    cells = {_cell_key(0.0, 10, 0, 8): cell(0.0, 0, [True, False, False, False]),
-             _cell_key(0.1, 10, 0, 8): cell(0.1, 0, [True, True, True, False]),
-             _cell_key(0.0, 10, 1, 8): cell(0.0, 1, [False] * 4),
-             _cell_key(0.1, 10, 1, 8): cell(0.1, 1, [True] * 4)}
+    cells = {
+        _cell_key(0.0, 10, 0, 8): cell(0.0, 0, [True, False, False, False]),
+        _cell_key(0.1, 10, 0, 8): cell(0.1, 0, [True, True, True, False]),
+        _cell_key(0.0, 10, 1, 8): cell(0.0, 1, [False] * 4),
+        _cell_key(0.1, 10, 1, 8): cell(0.1, 1, [True] * 4),
+    }
     t = paired_test(cells, 0.1, 10, 8)
     assert (t["b"], t["c"], t["pairs"]) == (6, 0, 8) and t["diff"] == 6 / 8
     assert t["p"] == __import__("pytest").approx(2 * 0.5**6)  # exact two-sided binomial

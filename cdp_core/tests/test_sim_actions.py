@@ -77,8 +77,13 @@ def test_replayed_ee_demo_succeeds(ee_env):
 
 
 def test_joint_only_callers_refuse_ee_models():
-    meta = {"obs_keys": ["joint_pos"], "obs_dims": {"joint_pos": 7}, "action_dim": 7, "action_space": "ee_pose",
-            "rate_hz": 10.0}
+    meta = {
+        "obs_keys": ["joint_pos"],
+        "obs_dims": {"joint_pos": 7},
+        "action_dim": 7,
+        "action_space": "ee_pose",
+        "rate_hz": 10.0,
+    }
     check_model_fits_task(meta, get_task("peg_insert"))  # the fast path executes it
     with pytest.raises(ModelContractError, match="action space is 'ee_pose'; this path executes joint_position"):
         check_model_fits_task(meta, get_task("peg_insert"), action_spaces=("joint_position",))
@@ -98,30 +103,71 @@ def test_ee_model_exports_its_action_space_and_evaluates(tmp_path):
     from cdp_core.trainer import train
 
     generate_demos("peg_insert", tmp_path / "demos", episodes=1, seed=0, progress=False, action_space="ee_pose")
-    cfg = config_from_dict({
-        "data": {"path": str(tmp_path / "demos"), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
-        "model": {"denoiser": "mlp", "mlp_hidden": 32, "mlp_blocks": 1, "obs_feature_dim": 16, "time_embed_dim": 16},
-        "train": {"steps": 5, "batch_size": 16, "warmup_steps": 1, "log_every": 5, "checkpoint_every": 5,
-                  "progress": False, "device": "cpu"},
-    })
+    cfg = config_from_dict(
+        {
+            "data": {"path": str(tmp_path / "demos"), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
+            "model": {
+                "denoiser": "mlp",
+                "mlp_hidden": 32,
+                "mlp_blocks": 1,
+                "obs_feature_dim": 16,
+                "time_embed_dim": 16,
+            },
+            "train": {
+                "steps": 5,
+                "batch_size": 16,
+                "warmup_steps": 1,
+                "log_every": 5,
+                "checkpoint_every": 5,
+                "progress": False,
+                "device": "cpu",
+            },
+        }
+    )
     run = train(cfg, tmp_path / "run")
     meta = export_onnx(run["checkpoint"], tmp_path / "ee.onnx", sampler="ddim", steps=2)
     assert meta["action_space"] == "ee_pose" and meta["action_names"][-1] == "tcp_qw"
-    summary = evaluate_model(str(tmp_path / "ee.onnx"), "peg_insert", [10_000], workers=1, dispersion_obs=1,
-                             dispersion_seeds=4)
+    summary = evaluate_model(
+        str(tmp_path / "ee.onnx"), "peg_insert", [10_000], workers=1, dispersion_obs=1, dispersion_seeds=4
+    )
     assert summary["action_space"] == "ee_pose" and summary["episodes"] == 1
     assert 0.0 < summary["dispersion_rad"] < 3.0  # joint-space spread of an untrained model: finite, not metres
     # the checkpoint itself, through the CLI: exported to a temporary graph, same episode, same result
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "cdp_core.cli", "eval", "--checkpoint", str(run["checkpoint"]),
-                        "--sampler", "ddim", "--steps", "2", "--task", "peg_insert", "--episodes", "1",
-                        "--workers", "1", "--verbose"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cdp_core.cli",
+            "eval",
+            "--checkpoint",
+            str(run["checkpoint"]),
+            "--sampler",
+            "ddim",
+            "--steps",
+            "2",
+            "--task",
+            "peg_insert",
+            "--episodes",
+            "1",
+            "--workers",
+            "1",
+            "--verbose",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     from_ckpt = json.loads(r.stdout)
     assert from_ckpt["model"] == str(run["checkpoint"]) and from_ckpt["steps"] == 2
     assert from_ckpt["rows"][0]["final_offset_mm"] == summary["rows"][0]["final_offset_mm"]
-    r = subprocess.run([sys.executable, "-m", "cdp_core.cli", "eval", "--task", "peg_insert"], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "cdp_core.cli", "eval", "--task", "peg_insert"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode != 0 and "exactly one of --model" in r.stderr

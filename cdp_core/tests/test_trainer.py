@@ -72,8 +72,9 @@ def test_checkpoint_holds_config_normaliser_and_ema(mlp_checkpoint):
 
 
 def _ddp_worker(rank, world, port, cfg, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     run = train(config_from_dict(cfg), out)
     params = torch.cat([p.detach().flatten() for p in run["policy"].parameters()])
@@ -85,8 +86,9 @@ def test_ddp_two_processes_gloo(toy_data, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cfg = small_config(toy_data, train={"steps": 10, "batch_size": 16, "checkpoint_every": 5},
-                       contraction={"gamma": 0.1, "every": 2})
+    cfg = small_config(
+        toy_data, train={"steps": 10, "batch_size": 16, "checkpoint_every": 5}, contraction={"gamma": 0.1, "every": 2}
+    )
     mp.spawn(_ddp_worker, args=(2, port, cfg, tmp_path), nprocs=2, join=True)
     ckpt = read_checkpoint(tmp_path / "checkpoints" / "latest.pt")
     assert ckpt["step"] == 10 and isinstance(ckpt["rng"]["torch"], list) and len(ckpt["rng"]["torch"]) == 2

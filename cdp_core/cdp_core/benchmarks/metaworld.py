@@ -29,12 +29,17 @@ import numpy as np
 from ..data.episodes import write_json_atomic
 
 #: The tasks the benchmark report covers (the issue's selection; any V3 task name works).
-DEFAULT_TASKS = ["peg-insert-side-v3", "coffee-pull-v3", "box-close-v3", "push-v3", "lever-pull-v3",
-                 "disassemble-v3"]
+DEFAULT_TASKS = ["peg-insert-side-v3", "coffee-pull-v3", "box-close-v3", "push-v3", "lever-pull-v3", "disassemble-v3"]
 #: Image-based DP with 10 demos on Meta-World V2 (3D Diffusion Policy, arXiv 2403.03954, Table XVIII):
 #: an anchor for the state-based V3 numbers here, not a target.
-DP3_IMAGE_DP_ANCHOR = {"peg-insert-side-v3": 0.34, "coffee-pull-v3": 0.34, "box-close-v3": 0.30, "push-v3": 0.30,
-                       "lever-pull-v3": 0.49, "disassemble-v3": 0.43}
+DP3_IMAGE_DP_ANCHOR = {
+    "peg-insert-side-v3": 0.34,
+    "coffee-pull-v3": 0.34,
+    "box-close-v3": 0.30,
+    "push-v3": 0.30,
+    "lever-pull-v3": 0.49,
+    "disassemble-v3": 0.43,
+}
 ACTION_SPACE = "metaworld_xyz_gripper"
 OBS_KEY = "state"
 
@@ -50,7 +55,8 @@ def _metaworld():
     except ImportError as exc:
         raise MetaWorldUnavailable(
             "Meta-World is not installed in this environment (it needs MuJoCo 3.3.0, which clashes with "
-            "franky-sim): run scripts/setup_metaworld.sh, then .venv-metaworld/bin/cdp metaworld ...") from exc
+            "franky-sim): run scripts/setup_metaworld.sh, then .venv-metaworld/bin/cdp metaworld ..."
+        ) from exc
     return ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE, ENV_POLICY_MAP
 
 
@@ -102,11 +108,23 @@ def record_demos(task: str, out: str | Path, episodes: int, seed: int = 0) -> di
                 break
         attempts += 1
         if success:
-            write_episode(root, kept, Episode(obs={OBS_KEY: np.stack(states)}, action=np.stack(actions),
-                                              name=f"seed_{seed + attempts - 1}"))
+            write_episode(
+                root,
+                kept,
+                Episode(obs={OBS_KEY: np.stack(states)}, action=np.stack(actions), name=f"seed_{seed + attempts - 1}"),
+            )
             kept += 1
-    write_dataset_meta(root, {OBS_KEY: 39}, 4, action_names=["dx", "dy", "dz", "gripper"], action_space=ACTION_SPACE,
-                       rate_hz=rate_hz, task=f"metaworld/{task}", generator="metaworld-expert", generator_seed=seed)
+    write_dataset_meta(
+        root,
+        {OBS_KEY: 39},
+        4,
+        action_names=["dx", "dy", "dz", "gripper"],
+        action_space=ACTION_SPACE,
+        rate_hz=rate_hz,
+        task=f"metaworld/{task}",
+        generator="metaworld-expert",
+        generator_seed=seed,
+    )
     return {"task": task, "episodes": kept, "attempts": attempts, "expert_success_rate": kept / attempts}
 
 
@@ -123,7 +141,7 @@ def rollout(model: Any, task: str, seed: int) -> dict[str, Any]:
     steps = 0
     while steps < env.max_path_length:
         chunk = model(np.stack(history)[None], rng.standard_normal((1, *model.noise_shape), dtype=np.float32))[0]
-        for action in chunk[start:start + n_exec]:
+        for action in chunk[start : start + n_exec]:
             obs, _, _, truncated, info = env.step(np.clip(action, -1.0, 1.0))
             steps += 1
             history.append(obs.astype(np.float32))
@@ -166,18 +184,27 @@ def evaluate(model_path: str | Path, task: str, seeds: list[int], workers: int =
         _init_worker(str(model_path), task)
         rows = [_run_seed(s) for s in seeds]
     else:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(str(model_path), task)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(str(model_path), task)
+        ) as pool:
             rows = list(pool.map(_run_seed, seeds))
     m = model.metadata
-    first = np.stack([np.stack([make_env(task, s).reset()[0].astype(np.float32)] * m["n_obs_steps"])
-                      for s in seeds[:4]])
+    first = np.stack(
+        [np.stack([make_env(task, s).reset()[0].astype(np.float32)] * m["n_obs_steps"]) for s in seeds[:4]]
+    )
     start, n_exec = m["action_start_index"], m["n_action_steps"]
-    disp = action_dispersion(lambda o, z: model(o, z)[:, start:start + n_exec], first, model.noise_shape, seeds=16)
+    disp = action_dispersion(lambda o, z: model(o, z)[:, start : start + n_exec], first, model.noise_shape, seeds=16)
     wins = sum(r["success"] for r in rows)
     lo, hi = wilson_interval(wins, len(rows))
-    return {"model": str(model_path), "task": task, "episodes": len(rows), "success_rate": wins / len(rows),
-            "ci95": [lo, hi], "successes": [bool(r["success"]) for r in rows], "dispersion": disp["chunk_std"]}
+    return {
+        "model": str(model_path),
+        "task": task,
+        "episodes": len(rows),
+        "success_rate": wins / len(rows),
+        "ci95": [lo, hi],
+        "successes": [bool(r["success"]) for r in rows],
+        "dispersion": disp["chunk_std"],
+    }
 
 
 @dataclass
@@ -198,9 +225,7 @@ class MetaWorldBenchmark:
     workers: int = 0
 
 
-
-def run_benchmark(cfg: MetaWorldBenchmark, work: str | Path, report_dir: str | Path,
-                  log=print) -> Path:
+def run_benchmark(cfg: MetaWorldBenchmark, work: str | Path, report_dir: str | Path, log=print) -> Path:
     """Run (or continue: every finished demo set, run, model and cell is kept) the benchmark; returns report.md."""
     from ..checkpoint import read_checkpoint
     from ..config import load_config
@@ -228,9 +253,16 @@ def run_benchmark(cfg: MetaWorldBenchmark, work: str | Path, report_dir: str | P
                 if key in cells:
                     continue
                 run_dir = work / task / "runs" / f"gamma{gamma:g}_seed{seed}"
-                train_cfg = load_config(cfg.train_config, [f"data.path={data}", f"data.max_episodes={cfg.demos}",
-                                                           f"contraction.gamma={gamma}", f"train.seed={seed}",
-                                                           *cfg.train_overrides])
+                train_cfg = load_config(
+                    cfg.train_config,
+                    [
+                        f"data.path={data}",
+                        f"data.max_episodes={cfg.demos}",
+                        f"contraction.gamma={gamma}",
+                        f"train.seed={seed}",
+                        *cfg.train_overrides,
+                    ],
+                )
                 latest = run_dir / "checkpoints" / "latest.pt"
                 if not latest.exists() or read_checkpoint(latest)["step"] < train_cfg.train.steps:
                     log(f"{key}: training {train_cfg.train.steps} steps")
@@ -249,8 +281,11 @@ def run_benchmark(cfg: MetaWorldBenchmark, work: str | Path, report_dir: str | P
 
 def _pooled(cells: dict[str, Any], task: str, gamma: float) -> tuple[int, int, list[float]]:
     group = [c for c in cells.values() if c["task"] == task and c["gamma"] == gamma]
-    return (sum(sum(c["successes"]) for c in group), sum(c["episodes"] for c in group),
-            [c["success_rate"] for c in group])
+    return (
+        sum(sum(c["successes"]) for c in group),
+        sum(c["episodes"] for c in group),
+        [c["success_rate"] for c in group],
+    )
 
 
 def write_report(cells: dict[str, Any], cfg: MetaWorldBenchmark, out: Path) -> Path:
@@ -259,14 +294,18 @@ def write_report(cells: dict[str, Any], cfg: MetaWorldBenchmark, out: Path) -> P
 
     from ..sim.evaluate import wilson_interval
 
-    lines = ["# DP vs CDP on Meta-World (state-based, V3)", "",
-             f"{cfg.demos} expert demonstrations per task (seeds from {cfg.demo_seed}), training seeds {cfg.seeds}, "
-             f"{cfg.episodes} evaluation episodes per policy and seed (episode seeds {cfg.eval_seed}..), "
-             f"{cfg.sampler} x {cfg.steps}. Training config: {cfg.train_config or 'defaults'}, overrides: "
-             f"{cfg.train_overrides or 'none'}. Anchor: image-based DP, 10 demos, Meta-World V2 (3D Diffusion "
-             "Policy paper, Table XVIII).", "",
-             "| task | policy | success (pooled) | 95 % CI | per seed | dispersion | paired vs DP (b/c, p) | anchor |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# DP vs CDP on Meta-World (state-based, V3)",
+        "",
+        f"{cfg.demos} expert demonstrations per task (seeds from {cfg.demo_seed}), training seeds {cfg.seeds}, "
+        f"{cfg.episodes} evaluation episodes per policy and seed (episode seeds {cfg.eval_seed}..), "
+        f"{cfg.sampler} x {cfg.steps}. Training config: {cfg.train_config or 'defaults'}, overrides: "
+        f"{cfg.train_overrides or 'none'}. Anchor: image-based DP, 10 demos, Meta-World V2 (3D Diffusion "
+        "Policy paper, Table XVIII).",
+        "",
+        "| task | policy | success (pooled) | 95 % CI | per seed | dispersion | paired vs DP (b/c, p) | anchor |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for task in cfg.tasks:
         for gamma in cfg.gammas:
             wins, n, per_seed = _pooled(cells, task, gamma)
@@ -288,9 +327,11 @@ def write_report(cells: dict[str, Any], cfg: MetaWorldBenchmark, out: Path) -> P
                 paired = f"{b}/{c_}, p={p:.3f}"
             name = "DP" if gamma == 0 else f"CDP {gamma:g}"
             anchor = DP3_IMAGE_DP_ANCHOR.get(task)
-            lines.append(f"| {task} | {name} | {wins}/{n} ({wins / n:.2f}) | {lo:.2f}-{hi:.2f} | "
-                         f"{', '.join(f'{s:.2f}' for s in per_seed)} | {disp:.4f} | {paired} | "
-                         f"{'' if anchor is None or gamma != 0 else f'{anchor:.2f}'} |")
+            lines.append(
+                f"| {task} | {name} | {wins}/{n} ({wins / n:.2f}) | {lo:.2f}-{hi:.2f} | "
+                f"{', '.join(f'{s:.2f}' for s in per_seed)} | {disp:.4f} | {paired} | "
+                f"{'' if anchor is None or gamma != 0 else f'{anchor:.2f}'} |"
+            )
     lines += ["", "![success](metaworld.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -319,12 +360,22 @@ def write_plot(cells: dict[str, Any], cfg: MetaWorldBenchmark, out: Path) -> Non
                 err[1].append(hi - wins / n)
         ax.bar(xs, ys, width, yerr=err, capsize=3, label="DP" if gamma == 0 else f"CDP (gamma={gamma:g})")
     anchors = [DP3_IMAGE_DP_ANCHOR.get(t) for t in cfg.tasks]
-    ax.scatter([j for j, a in enumerate(anchors) if a is not None], [a for a in anchors if a is not None],
-               marker="_", s=400, color="k", label="image DP, V2 (anchor)")
-    ax.set_xticks([j + width * (len(cfg.gammas) - 1) / 2 for j in range(len(cfg.tasks))], cfg.tasks, rotation=20,
-                  fontsize=8)
-    ax.set(ylabel="success rate (pooled over seeds, 95 % CI)", ylim=(0, 1.05),
-           title=f"Meta-World V3, state-based, {cfg.demos} demos")
+    ax.scatter(
+        [j for j, a in enumerate(anchors) if a is not None],
+        [a for a in anchors if a is not None],
+        marker="_",
+        s=400,
+        color="k",
+        label="image DP, V2 (anchor)",
+    )
+    ax.set_xticks(
+        [j + width * (len(cfg.gammas) - 1) / 2 for j in range(len(cfg.tasks))], cfg.tasks, rotation=20, fontsize=8
+    )
+    ax.set(
+        ylabel="success rate (pooled over seeds, 95 % CI)",
+        ylim=(0, 1.05),
+        title=f"Meta-World V3, state-based, {cfg.demos} demos",
+    )
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()

@@ -3,5 +3,12 @@
 from .episodes import Episode, EpisodeDataset, DatasetError, load_episodes, write_episode, write_dataset_meta
 from .windows import WindowDataset
 
-__all__ = ["DatasetError", "Episode", "EpisodeDataset", "WindowDataset", "load_episodes", "write_dataset_meta",
-           "write_episode"]
+__all__ = [
+    "DatasetError",
+    "Episode",
+    "EpisodeDataset",
+    "WindowDataset",
+    "load_episodes",
+    "write_dataset_meta",
+    "write_episode",
+]

@@ -63,7 +63,9 @@ def validate_episodes(episodes: list[Episode], source: str) -> tuple[dict[str, i
     ref = episodes[0]
     obs_dims = {k: (v.shape[1] if v.ndim == 2 else 1) for k, v in ref.obs.items()}
     if ref.action.ndim != 2:
-        raise DatasetError(f"{source}: episode {ref.name!r}: 'action' must be [T, action_dim], got shape {ref.action.shape}")
+        raise DatasetError(
+            f"{source}: episode {ref.name!r}: 'action' must be [T, action_dim], got shape {ref.action.shape}"
+        )
     action_dim = ref.action.shape[1]
     for ep in episodes:
         where = f"{source}: episode {ep.name!r}"
@@ -144,8 +146,14 @@ def _load_episode_dir(root: Path) -> EpisodeDataset:
         try:
             with np.load(f) as z:
                 obs = {k[4:]: z[k] for k in z.files if k.startswith("obs/")}
-                episodes.append(Episode(obs=obs, action=z["action"],
-                                        timestamp=z["timestamp"] if "timestamp" in z.files else None, name=f.name))
+                episodes.append(
+                    Episode(
+                        obs=obs,
+                        action=z["action"],
+                        timestamp=z["timestamp"] if "timestamp" in z.files else None,
+                        name=f.name,
+                    )
+                )
         except Exception as exc:  # zipfile/pickle/key errors all mean the same to the user
             raise DatasetError(f"{f}: unreadable episode file ({type(exc).__name__}: {exc})") from exc
     obs_dims, action_dim = validate_episodes(episodes, str(root))

@@ -57,8 +57,13 @@ def load_d4rl(path: Path) -> EpisodeDataset:
     bounds = np.flatnonzero(ends) + 1
     episodes, start = [], 0
     for i, stop in enumerate(bounds):
-        episodes.append(Episode(obs={"observations": obs[start:stop].reshape(stop - start, -1)},
-                                action=act[start:stop].reshape(stop - start, -1), name=f"episode_{i}"))
+        episodes.append(
+            Episode(
+                obs={"observations": obs[start:stop].reshape(stop - start, -1)},
+                action=act[start:stop].reshape(stop - start, -1),
+                name=f"episode_{i}",
+            )
+        )
         start = stop
     obs_dims, action_dim = validate_episodes(episodes, str(path))
     return EpisodeDataset(episodes, obs_dims, action_dim, {"source": "d4rl", "path": str(path)})

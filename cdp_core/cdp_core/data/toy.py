@@ -35,16 +35,26 @@ def toy_episode(rng: np.random.Generator, speed: float = 0.12, hold_steps: int =
     path[-hold_steps:] = goal
     pos, action = path[:-1], path[1:]
     t = np.arange(len(pos)) / RATE_HZ
-    return Episode(obs={"agent_pos": pos.astype(np.float32), "goal": np.repeat(goal[None], len(pos), 0).astype(np.float32)},
-                   action=action.astype(np.float32), timestamp=t)
+    return Episode(
+        obs={"agent_pos": pos.astype(np.float32), "goal": np.repeat(goal[None], len(pos), 0).astype(np.float32)},
+        action=action.astype(np.float32),
+        timestamp=t,
+    )
 
 
 def generate_toy_dataset(root: str | Path, episodes: int = 50, seed: int = 0) -> Path:
     """Write ``episodes`` toy demonstrations in the project's episode format under ``root``."""
     rng = np.random.default_rng(seed)
     root = Path(root)
-    write_dataset_meta(root, {"agent_pos": 2, "goal": 2}, 2, action_names=["target_x", "target_y"], rate_hz=RATE_HZ,
-                       task="toy_detour_2d", generator_seed=seed)
+    write_dataset_meta(
+        root,
+        {"agent_pos": 2, "goal": 2},
+        2,
+        action_names=["target_x", "target_y"],
+        rate_hz=RATE_HZ,
+        task="toy_detour_2d",
+        generator_seed=seed,
+    )
     for i in range(episodes):
         write_episode(root, i, toy_episode(rng))
     return root

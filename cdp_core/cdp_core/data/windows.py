@@ -19,8 +19,9 @@ from .episodes import DatasetError, EpisodeDataset
 class WindowDataset:
     """All windows of a dataset as in-memory tensors: ``obs [N, To, obs_dim]``, ``action [N, H, A]``."""
 
-    def __init__(self, dataset: EpisodeDataset, obs_keys: list[str], n_obs_steps: int, horizon: int,
-                 n_action_steps: int):
+    def __init__(
+        self, dataset: EpisodeDataset, obs_keys: list[str], n_obs_steps: int, horizon: int, n_action_steps: int
+    ):
         missing = [k for k in obs_keys if k not in dataset.obs_dims]
         if missing:
             raise DatasetError(f"observation keys {missing} not in dataset (it has {sorted(dataset.obs_dims)})")

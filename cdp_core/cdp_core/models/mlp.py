@@ -29,8 +29,9 @@ class ResidualMLPDenoiser(nn.Module):
     long, smooth chunks.
     """
 
-    def __init__(self, horizon: int, action_dim: int, cond_dim: int, hidden: int = 256,
-                 blocks: int = 3, time_embed_dim: int = 64):
+    def __init__(
+        self, horizon: int, action_dim: int, cond_dim: int, hidden: int = 256, blocks: int = 3, time_embed_dim: int = 64
+    ):
         super().__init__()
         self.horizon, self.action_dim = horizon, action_dim
         self.time_embed = SinusoidalTimeEmbedding(time_embed_dim)

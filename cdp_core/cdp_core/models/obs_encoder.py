@@ -25,8 +25,9 @@ class MLPObsEncoder(nn.Module):
     def __init__(self, n_obs_steps: int, obs_dim: int, out_dim: int):
         super().__init__()
         self.out_dim = out_dim
-        self.net = nn.Sequential(nn.Linear(n_obs_steps * obs_dim, out_dim * 2), nn.Mish(),
-                                 nn.Linear(out_dim * 2, out_dim))
+        self.net = nn.Sequential(
+            nn.Linear(n_obs_steps * obs_dim, out_dim * 2), nn.Mish(), nn.Linear(out_dim * 2, out_dim)
+        )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs.flatten(1))

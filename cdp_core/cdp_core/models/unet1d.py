@@ -34,8 +34,16 @@ class _CondResBlock(nn.Module):
 class ConditionalUnet1D(nn.Module):
     """U-Net over the horizon axis; ``horizon`` must be divisible by ``2**(len(dims)-1)``."""
 
-    def __init__(self, horizon: int, action_dim: int, cond_dim: int, dims: list[int] | tuple[int, ...] = (64, 128, 256),
-                 kernel_size: int = 5, groups: int = 8, time_embed_dim: int = 64):
+    def __init__(
+        self,
+        horizon: int,
+        action_dim: int,
+        cond_dim: int,
+        dims: list[int] | tuple[int, ...] = (64, 128, 256),
+        kernel_size: int = 5,
+        groups: int = 8,
+        time_embed_dim: int = 64,
+    ):
         super().__init__()
         self.horizon, self.action_dim = horizon, action_dim
         self.time_embed = SinusoidalTimeEmbedding(time_embed_dim)
@@ -44,21 +52,31 @@ class ConditionalUnet1D(nn.Module):
         self.down = nn.ModuleList()
         for i, (cin, cout) in enumerate(zip(chans[:-1], chans[1:])):
             last = i == len(dims) - 1
-            self.down.append(nn.ModuleList([
-                _CondResBlock(cin, cout, c, kernel_size, groups),
-                _CondResBlock(cout, cout, c, kernel_size, groups),
-                nn.Identity() if last else nn.Conv1d(cout, cout, 3, stride=2, padding=1),
-            ]))
+            self.down.append(
+                nn.ModuleList(
+                    [
+                        _CondResBlock(cin, cout, c, kernel_size, groups),
+                        _CondResBlock(cout, cout, c, kernel_size, groups),
+                        nn.Identity() if last else nn.Conv1d(cout, cout, 3, stride=2, padding=1),
+                    ]
+                )
+            )
         self.mid = nn.ModuleList([_CondResBlock(dims[-1], dims[-1], c, kernel_size, groups) for _ in range(2)])
         self.up = nn.ModuleList()
         rev = list(reversed(dims))
-        for i, (cout, cin) in enumerate(zip(rev[1:], rev[:-1])):
-            self.up.append(nn.ModuleList([
-                _CondResBlock(cin * 2, cout, c, kernel_size, groups),
-                _CondResBlock(cout, cout, c, kernel_size, groups),
-                nn.ConvTranspose1d(cout, cout, 4, stride=2, padding=1),
-            ]))
-        self.final = nn.Sequential(_Conv1dBlock(dims[0], dims[0], kernel_size, groups), nn.Conv1d(dims[0], action_dim, 1))
+        for cout, cin in zip(rev[1:], rev[:-1]):
+            self.up.append(
+                nn.ModuleList(
+                    [
+                        _CondResBlock(cin * 2, cout, c, kernel_size, groups),
+                        _CondResBlock(cout, cout, c, kernel_size, groups),
+                        nn.ConvTranspose1d(cout, cout, 4, stride=2, padding=1),
+                    ]
+                )
+            )
+        self.final = nn.Sequential(
+            _Conv1dBlock(dims[0], dims[0], kernel_size, groups), nn.Conv1d(dims[0], action_dim, 1)
+        )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         c = torch.cat([self.time_embed(t), cond], dim=-1)

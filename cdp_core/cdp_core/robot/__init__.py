@@ -11,9 +11,35 @@ No ROS, torch or MuJoCo import here (``cdp_core/tests/test_robot_model.py`` chec
 safety filter and the driver import it on a robot PC without the learning stack's weight.
 """
 
-from .kinematics import (FLANGE, FRANKA_HAND, IKConfig, IKResult, Tool, forward_kinematics, jacobian, pose_error,
-                         solve_ik, tcp_pose, tcp_position)
+from .kinematics import (
+    FLANGE,
+    FRANKA_HAND,
+    IKConfig,
+    IKResult,
+    Tool,
+    forward_kinematics,
+    jacobian,
+    pose_error,
+    solve_ik,
+    tcp_pose,
+    tcp_position,
+)
 from .limits import FR3, WORKSPACE_BOX_MAX, WORKSPACE_BOX_MIN, FR3Limits
 
-__all__ = ["FLANGE", "FR3", "FRANKA_HAND", "FR3Limits", "IKConfig", "IKResult", "Tool", "WORKSPACE_BOX_MAX",
-           "WORKSPACE_BOX_MIN", "forward_kinematics", "jacobian", "pose_error", "solve_ik", "tcp_pose", "tcp_position"]
+__all__ = [
+    "FLANGE",
+    "FR3",
+    "FRANKA_HAND",
+    "FR3Limits",
+    "IKConfig",
+    "IKResult",
+    "Tool",
+    "WORKSPACE_BOX_MAX",
+    "WORKSPACE_BOX_MIN",
+    "forward_kinematics",
+    "jacobian",
+    "pose_error",
+    "solve_ik",
+    "tcp_pose",
+    "tcp_position",
+]

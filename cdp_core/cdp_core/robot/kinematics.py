@@ -163,8 +163,14 @@ class IKResult:
     converged: bool
 
 
-def solve_ik(q_seed: np.ndarray, pos: np.ndarray, rot: np.ndarray, cfg: IKConfig | None = None,
-             tool: Tool | np.ndarray = FRANKA_HAND, limits: FR3Limits = FR3) -> IKResult:
+def solve_ik(
+    q_seed: np.ndarray,
+    pos: np.ndarray,
+    rot: np.ndarray,
+    cfg: IKConfig | None = None,
+    tool: Tool | np.ndarray = FRANKA_HAND,
+    limits: FR3Limits = FR3,
+) -> IKResult:
     """Joints placing the TCP at ``pos`` with orientation ``rot``, by damped least squares from ``q_seed``.
 
     With ``limit_margin`` set, every iterate is clamped that far inside the datasheet limits, so

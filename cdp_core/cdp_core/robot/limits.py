@@ -139,8 +139,12 @@ class FR3Limits:
         decel2 = 2.0 * np.asarray(self.pdv_decel)
         off = np.asarray(self.pdv_offset)
         vmax = np.asarray(self.v_max)
-        up = np.minimum(vmax, np.maximum(0.0, -off + np.sqrt(np.maximum(0.0, decel2 * (np.asarray(self.pdv_q_max) - q)))))
-        lo = np.maximum(-vmax, np.minimum(0.0, off - np.sqrt(np.maximum(0.0, decel2 * (q - np.asarray(self.pdv_q_min))))))
+        up = np.minimum(
+            vmax, np.maximum(0.0, -off + np.sqrt(np.maximum(0.0, decel2 * (np.asarray(self.pdv_q_max) - q))))
+        )
+        lo = np.maximum(
+            -vmax, np.minimum(0.0, off - np.sqrt(np.maximum(0.0, decel2 * (q - np.asarray(self.pdv_q_min)))))
+        )
         up = np.maximum(up - self.pdv_tolerance, 0.0)
         lo = np.minimum(lo + self.pdv_tolerance, 0.0)
         v = self.velocity
@@ -167,13 +171,19 @@ class FR3Limits:
     @property
     def cartesian_translation(self) -> tuple[float, float, float]:
         """(velocity, acceleration, jerk) bounds on the TCP translation, after the scales."""
-        return (self.cart_v_trans * self.velocity_scale, self.cart_a_trans * self.acceleration_scale,
-                self.cart_j_trans * self.jerk_scale)
+        return (
+            self.cart_v_trans * self.velocity_scale,
+            self.cart_a_trans * self.acceleration_scale,
+            self.cart_j_trans * self.jerk_scale,
+        )
 
     @property
     def cartesian_rotation(self) -> tuple[float, float, float]:
-        return (self.cart_v_rot * self.velocity_scale, self.cart_a_rot * self.acceleration_scale,
-                self.cart_j_rot * self.jerk_scale)
+        return (
+            self.cart_v_rot * self.velocity_scale,
+            self.cart_a_rot * self.acceleration_scale,
+            self.cart_j_rot * self.jerk_scale,
+        )
 
 
 FR3 = FR3Limits()

@@ -17,6 +17,7 @@ Naming of transforms: ``a_T_b`` maps points in frame ``b`` into frame ``a`` (``p
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 #: Reference of the message convention: the result has w >= 0.
 W_NON_NEGATIVE = np.array([0.0, 0.0, 0.0, 1.0])
@@ -45,11 +46,13 @@ def canonical_quat(q_xyzw: np.ndarray, hemisphere: np.ndarray) -> np.ndarray:
 def quat_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
     """Quaternion (x, y, z, w; any length but zero, either sign) -> 3x3 rotation matrix."""
     x, y, z, w = canonical_quat(q_xyzw, W_NON_NEGATIVE)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def matrix_to_quat(r: np.ndarray, *, hemisphere: np.ndarray) -> np.ndarray:
@@ -58,6 +61,7 @@ def matrix_to_quat(r: np.ndarray, *, hemisphere: np.ndarray) -> np.ndarray:
     if not np.isfinite(r).all():
         raise QuaternionError(f"rotation matrix has non-finite entries: {r.tolist()}")
     tr = float(np.trace(r))
+    q: list[float]
     if tr > 0:
         s = 2.0 * np.sqrt(tr + 1.0)
         q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s]
@@ -70,8 +74,8 @@ def matrix_to_quat(r: np.ndarray, *, hemisphere: np.ndarray) -> np.ndarray:
     else:
         s = 2.0 * np.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
         q = [(r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s, (r[1, 0] - r[0, 1]) / s]
-    q = np.asarray(q)
-    return canonical_quat(q / np.linalg.norm(q), hemisphere)
+    qa = np.asarray(q)
+    return canonical_quat(qa / np.linalg.norm(qa), hemisphere)
 
 
 def rotvec_to_matrix(r: np.ndarray) -> np.ndarray:
@@ -125,7 +129,7 @@ def tool_tilt(rotation: np.ndarray) -> np.ndarray:
     return np.arccos(np.clip(-np.asarray(rotation)[..., 2, 2], -1.0, 1.0))
 
 
-def make_transform(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+def make_transform(rotation: ArrayLike, translation: ArrayLike) -> np.ndarray:
     """4x4 rigid transform from a rotation (3, 3) and a translation (3,)."""
     t = np.eye(4)
     t[:3, :3] = np.asarray(rotation, dtype=np.float64)

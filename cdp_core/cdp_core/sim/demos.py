@@ -12,8 +12,15 @@ from .env import FR3TaskEnv
 from .scripted import DemoStyle, run_demonstration
 
 
-def generate_demos(task: str, out: str | Path, episodes: int, seed: int = 0, progress: bool = True,
-                   action_space: str = JOINT_POSITION, style: DemoStyle = DemoStyle()) -> dict:
+def generate_demos(
+    task: str,
+    out: str | Path,
+    episodes: int,
+    seed: int = 0,
+    progress: bool = True,
+    action_space: str = JOINT_POSITION,
+    style: DemoStyle = DemoStyle(),
+) -> dict:
     """Record ``episodes`` successful demonstrations (failed attempts are discarded and counted).
 
     ``action_space`` picks the recorded actions (joint targets or TCP poses); the motions are
@@ -23,10 +30,22 @@ def generate_demos(task: str, out: str | Path, episodes: int, seed: int = 0, pro
     env = FR3TaskEnv(task, action_space=action_space)
     spec = env.spec
     root = Path(out)
-    write_dataset_meta(root, spec.obs_dims, 7, action_names=action_names(action_space), action_space=action_space,
-                       rate_hz=spec.control_hz, task=spec.name, generator="scripted", generator_seed=seed,
-                       demo_style={"strategies": list(style.strategies), "miss_prob": style.miss_prob,
-                                   "transit_noise": style.transit_noise})
+    write_dataset_meta(
+        root,
+        spec.obs_dims,
+        7,
+        action_names=action_names(action_space),
+        action_space=action_space,
+        rate_hz=spec.control_hz,
+        task=spec.name,
+        generator="scripted",
+        generator_seed=seed,
+        demo_style={
+            "strategies": list(style.strategies),
+            "miss_prob": style.miss_prob,
+            "transit_noise": style.transit_noise,
+        },
+    )
     kept, attempts = 0, 0
     bar = tqdm(total=episodes, desc=f"demos {task}", unit="ep", disable=not progress, mininterval=2.0)
     while kept < episodes:
@@ -39,4 +58,11 @@ def generate_demos(task: str, out: str | Path, episodes: int, seed: int = 0, pro
             kept += 1
             bar.update(1)
     bar.close()
-    return {"task": task, "action_space": action_space, "episodes": kept, "attempts": attempts, "success_rate": kept / attempts, "path": str(root)}
+    return {
+        "task": task,
+        "action_space": action_space,
+        "episodes": kept,
+        "attempts": attempts,
+        "success_rate": kept / attempts,
+        "path": str(root),
+    }

@@ -116,8 +116,13 @@ class FR3TaskEnv:
 
     def observe(self) -> dict[str, np.ndarray]:
         pos, quat = self.tip_pose()
-        return {"joint_pos": self.q, "ee_pos": pos, "ee_quat": quat, **self.task.task_observation(self.params),
-                "gripper_width": np.array([self.robot.hand_width])}
+        return {
+            "joint_pos": self.q,
+            "ee_pos": pos,
+            "ee_quat": quat,
+            **self.task.task_observation(self.params),
+            "gripper_width": np.array([self.robot.hand_width]),
+        }
 
     # --- episode ----------------------------------------------------------------------
     def reset(self, seed: int) -> dict[str, np.ndarray]:

@@ -27,12 +27,23 @@ def check_model_fits_task(meta: dict[str, Any], task: Task, action_spaces: tuple
     The fast path builds every observation the task provides; ``action_spaces``: the action spaces
     the caller can execute. The check itself is :func:`cdp_core.deploy.check_deployable`.
     """
-    check_deployable(meta, StackCapabilities(obs_dims=dict(task.spec.obs_dims), action_spaces=tuple(action_spaces),
-                                             name="this path"), task)
+    check_deployable(
+        meta,
+        StackCapabilities(obs_dims=dict(task.spec.obs_dims), action_spaces=tuple(action_spaces), name="this path"),
+        task,
+    )
 
 
-def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps: int, n_action_steps: int,
-            action_start: int, seed: int, on_step: Callable[[FR3TaskEnv], None] | None = None) -> dict[str, Any]:
+def rollout(
+    env: FR3TaskEnv,
+    policy: PolicyFn,
+    obs_keys: list[str],
+    n_obs_steps: int,
+    n_action_steps: int,
+    action_start: int,
+    seed: int,
+    on_step: Callable[[FR3TaskEnv], None] | None = None,
+) -> dict[str, Any]:
     """One seeded episode; returns success, final tip error and offset from the goal (mm), time to success (s) or None.
 
     ``on_step(env)`` runs after every control step (video recording).
@@ -46,7 +57,7 @@ def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps:
     info: dict[str, Any] = {"success": False, "done": False}
     while not info["done"]:
         chunk = policy(np.stack(history)[None])[0]
-        for action in chunk[action_start:action_start + n_action_steps]:
+        for action in chunk[action_start : action_start + n_action_steps]:
             obs, info = env.step(action)
             if on_step:
                 on_step(env)
@@ -57,8 +68,13 @@ def rollout(env: FR3TaskEnv, policy: PolicyFn, obs_keys: list[str], n_obs_steps:
     err_mm = 1000 * env.task.tip_error(tip, env.params)
     # Where the tip ended relative to the goal (base frame, mm): tells a missed hole from a stuck descent.
     offset_mm = [round(float(v), 2) for v in 1000 * (tip - env.task.goal_tip_position(env.params))]
-    return {"seed": seed, "success": bool(info["success"]), "final_error_mm": err_mm, "final_offset_mm": offset_mm,
-            "time_to_success_s": env.time if info["success"] else None}
+    return {
+        "seed": seed,
+        "success": bool(info["success"]),
+        "final_error_mm": err_mm,
+        "final_offset_mm": offset_mm,
+        "time_to_success_s": env.time if info["success"] else None,
+    }
 
 
 def seeded_policy(model: OnnxPolicy, seed: int) -> PolicyFn:
@@ -82,13 +98,27 @@ def _init_worker(model_path: str, task: str, n_action_steps: int | None) -> None
 
 def _run_seed(seed: int) -> dict[str, Any]:
     model, m = _WORKER["model"], _WORKER["model"].metadata
-    return rollout(_WORKER["env"], seeded_policy(model, seed), m["obs_keys"], m["n_obs_steps"], _WORKER["n_exec"],
-                   m["action_start_index"], seed)
+    return rollout(
+        _WORKER["env"],
+        seeded_policy(model, seed),
+        m["obs_keys"],
+        m["n_obs_steps"],
+        _WORKER["n_exec"],
+        m["action_start_index"],
+        seed,
+    )
 
 
-def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 0,
-                   dispersion_obs: int = 4, dispersion_seeds: int = 16, progress: bool = False,
-                   n_action_steps: int | None = None) -> dict[str, Any]:
+def evaluate_model(
+    model_path: str,
+    task: str,
+    seeds: list[int],
+    workers: int = 0,
+    dispersion_obs: int = 4,
+    dispersion_seeds: int = 16,
+    progress: bool = False,
+    n_action_steps: int | None = None,
+) -> dict[str, Any]:
     """Batch evaluation: seeded episodes in parallel processes, then summary metrics.
 
     Returns success rate with a 95 % Wilson interval, final tip error (mm), time to success,
@@ -110,8 +140,10 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
     check_model_fits_task(model.metadata, get_task(task))  # refuse before any process starts
     n_exec = n_action_steps or model.metadata["n_action_steps"]
     if not 1 <= n_exec <= model.metadata["horizon"] - model.metadata["action_start_index"]:
-        raise ValueError(f"n_action_steps {n_exec} does not fit the model's chunk "
-                         f"(horizon {model.metadata['horizon']}, start {model.metadata['action_start_index']})")
+        raise ValueError(
+            f"n_action_steps {n_exec} does not fit the model's chunk "
+            f"(horizon {model.metadata['horizon']}, start {model.metadata['action_start_index']})"
+        )
     workers = workers or max(1, min(len(seeds), os.cpu_count() or 1))
     t0 = time.perf_counter()
     if workers == 1:
@@ -120,8 +152,9 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
     else:
         # spawn: MuJoCo and ORT state are not fork-safe. An executor (unlike multiprocessing.Pool,
         # which respawns dying workers forever) fails loudly when a worker cannot start.
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(model_path, task, n_exec)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(model_path, task, n_exec)
+        ) as pool:
             rows = list(tqdm(pool.map(_run_seed, seeds), total=len(seeds), desc="eval", disable=not progress))
     wall = time.perf_counter() - t0
     m = model.metadata
@@ -136,7 +169,7 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
     seeds_per_obs = dispersion_seeds
 
     def executed(o: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        acts = model(o, noise)[:, start:start + n_exec]
+        acts = model(o, noise)[:, start : start + n_exec]
         if m["action_space"] == JOINT_POSITION:
             return acts
         # Joint targets the env would track: IK along each chunk from that episode's start.
@@ -151,16 +184,29 @@ def evaluate_model(model_path: str, task: str, seeds: list[int], workers: int = 
     wins = sum(r["success"] for r in rows)
     lo, hi = wilson_interval(wins, len(rows))
     tts = [r["time_to_success_s"] for r in rows if r["success"]]
-    return {"model": str(model_path), "task": task, "action_space": m["action_space"], "sampler": m["sampler"], "steps": m["steps"], "gamma": m["gamma"],
-            "n_action_steps": n_exec, "episodes": len(rows), "success_rate": wins / len(rows), "ci95": [lo, hi],
-            "final_error_mm_median": float(np.median([r["final_error_mm"] for r in rows])),
-            "time_to_success_s_median": float(np.median(tts)) if tts else None,
-            "dispersion_rad": disp["chunk_std"], "episodes_per_minute": 60 * len(rows) / wall, "workers": workers,
-            "rows": rows}
+    return {
+        "model": str(model_path),
+        "task": task,
+        "action_space": m["action_space"],
+        "sampler": m["sampler"],
+        "steps": m["steps"],
+        "gamma": m["gamma"],
+        "n_action_steps": n_exec,
+        "episodes": len(rows),
+        "success_rate": wins / len(rows),
+        "ci95": [lo, hi],
+        "final_error_mm_median": float(np.median([r["final_error_mm"] for r in rows])),
+        "time_to_success_s_median": float(np.median(tts)) if tts else None,
+        "dispersion_rad": disp["chunk_std"],
+        "episodes_per_minute": 60 * len(rows) / wall,
+        "workers": workers,
+        "rows": rows,
+    }
 
 
-def evaluate_checkpoint(checkpoint: str, task: str, seeds: list[int], sampler: str = "ddim", steps: int = 8,
-                        **kwargs: Any) -> dict[str, Any]:
+def evaluate_checkpoint(
+    checkpoint: str, task: str, seeds: list[int], sampler: str = "ddim", steps: int = 8, **kwargs: Any
+) -> dict[str, Any]:
     """Evaluate a PyTorch checkpoint: export its ``sampler`` x ``steps`` graph to a temporary ONNX
     file and run :func:`evaluate_model` on it, so a checkpoint is judged by exactly the graph the
     robot would run. ``kwargs`` go to :func:`evaluate_model`."""

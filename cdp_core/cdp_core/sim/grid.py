@@ -50,7 +50,6 @@ def _cell_key(gamma: float, demos: int, seed: int, steps: int) -> str:
     return f"gamma={gamma:g}/demos={demos}/seed={seed}/steps={steps}"
 
 
-
 def run_grid(cfg: GridConfig, work: str | Path, report_dir: str | Path, progress: bool = True) -> Path:
     """Run (or continue) the grid; returns the path of the Markdown report."""
     task = get_task(cfg.task)  # unknown task: error before anything runs
@@ -62,8 +61,9 @@ def run_grid(cfg: GridConfig, work: str | Path, report_dir: str | Path, progress
     if (data / "meta.json").exists():
         have = json.loads((data / "meta.json").read_text()).get("action_space", "joint_position")
         if have != cfg.action_space:  # a resumed grid must not mix the two
-            raise ValueError(f"{data} holds {have} demonstrations, the grid asks for {cfg.action_space}: "
-                             "use another --work folder")
+            raise ValueError(
+                f"{data} holds {have} demonstrations, the grid asks for {cfg.action_space}: use another --work folder"
+            )
     if not (data / "meta.json").exists() or len(list((data / "episodes").glob("*.npz"))) < max(cfg.demos):
         generate_demos(cfg.task, data, max(cfg.demos), seed=0, progress=progress, action_space=cfg.action_space)
     results_path = report_dir / "results.json"
@@ -77,8 +77,13 @@ def run_grid(cfg: GridConfig, work: str | Path, report_dir: str | Path, progress
                 if all(_cell_key(gamma, n, seed, s) in cells for s in cfg.steps):
                     continue
                 run_dir = work / "runs" / f"gamma{gamma:g}_demos{n}_seed{seed}"
-                overrides = [f"data.path={data}", f"data.max_episodes={n}", f"contraction.gamma={gamma}",
-                             f"train.seed={seed}", *cfg.train_overrides]
+                overrides = [
+                    f"data.path={data}",
+                    f"data.max_episodes={n}",
+                    f"contraction.gamma={gamma}",
+                    f"train.seed={seed}",
+                    *cfg.train_overrides,
+                ]
                 train_cfg = load_config(cfg.train_config, overrides)
                 latest = run_dir / "checkpoints" / "latest.pt"
                 if not latest.exists() or read_checkpoint(latest)["step"] < train_cfg.train.steps:
@@ -147,8 +152,11 @@ def paired_test(cells: dict[str, Any], gamma: float, demos: int, steps: int) -> 
 
 
 def _aggregate(cells: dict[str, Any], gamma: float, demos: int, steps: int, metric: str) -> tuple[float, float]:
-    vals = [c[metric] for c in cells.values()
-            if c["gamma"] == gamma and c["demos"] == demos and c["steps"] == steps and c[metric] is not None]
+    vals = [
+        c[metric]
+        for c in cells.values()
+        if c["gamma"] == gamma and c["demos"] == demos and c["steps"] == steps and c[metric] is not None
+    ]
     return (float(np.mean(vals)), float(np.std(vals))) if vals else (float("nan"), float("nan"))
 
 
@@ -170,12 +178,21 @@ def write_plots(cells: dict[str, Any], cfg: GridConfig, out: Path) -> None:
             axes[1].plot(cfg.steps, st, marker="o", ls="-" if gamma == 0 else "--", label=f"{label}, {n} demos")
         d = [_aggregate(cells, gamma, n, top, "dispersion_rad") for n in cfg.demos]
         axes[2].errorbar(cfg.demos, [m for m, _ in d], yerr=[e for _, e in d], marker="o", capsize=3, label=label)
-    axes[0].set(xlabel="demonstrations", ylabel="success rate", title=f"success vs demos ({cfg.sampler} x {top})",
-                ylim=(-0.05, 1.05))
-    axes[1].set(xlabel="sampling steps", ylabel="success rate", title="success vs steps", xscale="log", ylim=(-0.05, 1.05))
+    axes[0].set(
+        xlabel="demonstrations",
+        ylabel="success rate",
+        title=f"success vs demos ({cfg.sampler} x {top})",
+        ylim=(-0.05, 1.05),
+    )
+    axes[1].set(
+        xlabel="sampling steps", ylabel="success rate", title="success vs steps", xscale="log", ylim=(-0.05, 1.05)
+    )
     axes[1].set_xticks(cfg.steps, [str(k) for k in cfg.steps])
-    axes[2].set(xlabel="demonstrations", ylabel="std of executed joint targets (rad)",
-                title="action dispersion across noise seeds")
+    axes[2].set(
+        xlabel="demonstrations",
+        ylabel="std of executed joint targets (rad)",
+        title="action dispersion across noise seeds",
+    )
     for ax in axes:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -194,14 +211,18 @@ def _pooled_ci(cells: dict[str, Any], gamma: float, demos: int, steps: int) -> t
 
 def write_report(cells: dict[str, Any], cfg: GridConfig, out: Path, task: str) -> Path:
     """Markdown table: per gamma x demos x steps, mean over seeds (std over seeds when there are several)."""
-    lines = [f"# DP vs CDP on `{task}`", "",
-             f"Grid: gamma {cfg.gammas} x demos {cfg.demos} x seeds {cfg.seeds} x {cfg.sampler} steps {cfg.steps}; "
-             f"{cfg.episodes} seeded evaluation episodes per cell. Training config: {cfg.train_config or 'defaults'}, "
-             f"overrides: {cfg.train_overrides or 'none'}. Actions: {cfg.action_space}. "
-             "The 95 % interval pools the episodes of all seeds. Dispersion: std of the executed joint targets "
-             "across sampler noise seeds.",
-             "", "| policy | demos | steps | success | 95 % CI | final error (mm, median) | dispersion (rad) "
-             "| episodes/min |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# DP vs CDP on `{task}`",
+        "",
+        f"Grid: gamma {cfg.gammas} x demos {cfg.demos} x seeds {cfg.seeds} x {cfg.sampler} steps {cfg.steps}; "
+        f"{cfg.episodes} seeded evaluation episodes per cell. Training config: {cfg.train_config or 'defaults'}, "
+        f"overrides: {cfg.train_overrides or 'none'}. Actions: {cfg.action_space}. "
+        "The 95 % interval pools the episodes of all seeds. Dispersion: std of the executed joint targets "
+        "across sampler noise seeds.",
+        "",
+        "| policy | demos | steps | success | 95 % CI | final error (mm, median) | dispersion (rad) | episodes/min |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     several = len(cfg.seeds) > 1
     for gamma in cfg.gammas:
         name = "DP" if gamma == 0 else f"CDP {gamma:g}"
@@ -214,9 +235,14 @@ def write_report(cells: dict[str, Any], cfg: GridConfig, out: Path, task: str) -
                 r, _ = _aggregate(cells, gamma, n, k, "episodes_per_minute")
                 success = f"{s:.2f} ({s_sd:.2f})" if several else f"{s:.2f}"
                 lines.append(f"| {name} | {n} | {k} | {success} | {lo:.2f}-{hi:.2f} | {e:.1f} | {d:.4f} | {r:.0f} |")
-    lines += ["", "Paired comparison, CDP vs DP (exact McNemar on the same training and episode seeds; "
-              "b: only CDP succeeded, c: only DP):", "",
-              "| policy | demos | steps | pairs | b | c | CDP - DP | p |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Paired comparison, CDP vs DP (exact McNemar on the same training and episode seeds; "
+        "b: only CDP succeeded, c: only DP):",
+        "",
+        "| policy | demos | steps | pairs | b | c | CDP - DP | p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for gamma in cfg.gammas:
         if gamma == 0 or 0.0 not in cfg.gammas:
             continue
@@ -224,16 +250,25 @@ def write_report(cells: dict[str, Any], cfg: GridConfig, out: Path, task: str) -
             for k in cfg.steps:
                 t = paired_test(cells, gamma, n, k)
                 if t is not None:
-                    lines.append(f"| CDP {gamma:g} | {n} | {k} | {t['pairs']} | {t['b']} | {t['c']} | "
-                                 f"{100 * t['diff']:+.1f} pts | {t['p']:.3f} |")
+                    lines.append(
+                        f"| CDP {gamma:g} | {n} | {k} | {t['pairs']} | {t['b']} | {t['c']} | "
+                        f"{100 * t['diff']:+.1f} pts | {t['p']:.3f} |"
+                    )
     gates = sorted({(c["gamma"], c["demos"], c["seed"]): c.get("gate") for c in cells.values()}.items())
     if any(g for _, g in gates):
-        lines += ["", "Convergence gate per training run (open loop, held-out demos, mm at the TCP):", "",
-                  "| gamma | demos | seed | action error | scatter | passed |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Convergence gate per training run (open loop, held-out demos, mm at the TCP):",
+            "",
+            "| gamma | demos | seed | action error | scatter | passed |",
+            "|---|---|---|---|---|---|",
+        ]
         for (g, n, seed), rep in gates:
             if rep:
-                lines.append(f"| {g:g} | {n} | {seed} | {rep['action_error_mm']:.2f} | {rep['scatter_mm']:.2f} | "
-                             f"{'yes' if rep['passed'] else 'NO'} |")
+                lines.append(
+                    f"| {g:g} | {n} | {seed} | {rep['action_error_mm']:.2f} | {rep['scatter_mm']:.2f} | "
+                    f"{'yes' if rep['passed'] else 'NO'} |"
+                )
     lines += ["", "![grid](grid.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")

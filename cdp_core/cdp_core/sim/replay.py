@@ -44,19 +44,23 @@ FR3_MAX_VEL, FR3_MAX_ACC, FR3_MAX_JERK = FR3.hardware
 
 #: Offsets from HOME_Q (rad) that the synthetic motion visits in turn: every joint moves in both
 #: directions, and the tool stays well above the table and peg_insert's fixture.
-_WAYPOINT_OFFSETS = np.array([
-    [0.25, 0.15, -0.15, 0.20, 0.20, -0.20, 0.30],
-    [-0.20, -0.10, 0.20, -0.15, -0.25, 0.15, -0.30],
-    [0.10, 0.05, 0.05, 0.10, 0.10, 0.10, 0.10],
-])
+_WAYPOINT_OFFSETS = np.array(
+    [
+        [0.25, 0.15, -0.15, 0.20, 0.20, -0.20, 0.30],
+        [-0.20, -0.10, 0.20, -0.15, -0.25, 0.15, -0.30],
+        [0.10, 0.05, 0.05, 0.10, 0.10, 0.10, 0.10],
+    ]
+)
 SEGMENT_S = 0.9
 HOLD_S = 0.3
 
 
 # --- target sequences -------------------------------------------------------------------------
 
-def min_jerk_targets(waypoints: np.ndarray, segment_s: float, hold_s: float = HOLD_S,
-                     dt: float = PHYSICS_DT) -> np.ndarray:
+
+def min_jerk_targets(
+    waypoints: np.ndarray, segment_s: float, hold_s: float = HOLD_S, dt: float = PHYSICS_DT
+) -> np.ndarray:
     """Targets every ``dt`` s: a minimum-jerk (quintic) segment between consecutive waypoints, then a hold.
 
     Each segment starts and ends at rest, so velocity and acceleration are continuous; the first
@@ -77,8 +81,9 @@ def min_jerk_targets(waypoints: np.ndarray, segment_s: float, hold_s: float = HO
     return np.concatenate(parts)
 
 
-def synthetic_targets(seconds: float, start: np.ndarray = HOME_Q, segment_s: float = SEGMENT_S,
-                      hold_s: float = HOLD_S) -> np.ndarray:
+def synthetic_targets(
+    seconds: float, start: np.ndarray = HOME_Q, segment_s: float = SEGMENT_S, hold_s: float = HOLD_S
+) -> np.ndarray:
     """A smooth ``seconds``-long motion from ``start`` through fixed waypoints near it, ending in a hold."""
     segments = max(1, int(round((seconds - hold_s) / segment_s)))
     seg = (seconds - hold_s) / segments
@@ -105,8 +110,11 @@ def check_targets(targets: np.ndarray, start: np.ndarray = HOME_Q, dt: float = P
     vel = np.diff(padded, axis=0) / dt
     acc = np.diff(vel, axis=0) / dt
     jerk = np.diff(acc, axis=0) / dt
-    for name, value, limit in (("velocity", np.abs(vel) / FR3_MAX_VEL, 1.0), ("acceleration", np.abs(acc) / FR3_MAX_ACC, 1.0),
-                               ("jerk", np.abs(jerk) / FR3_MAX_JERK, 1.0)):
+    for name, value, limit in (
+        ("velocity", np.abs(vel) / FR3_MAX_VEL, 1.0),
+        ("acceleration", np.abs(acc) / FR3_MAX_ACC, 1.0),
+        ("jerk", np.abs(jerk) / FR3_MAX_JERK, 1.0),
+    ):
         if value.max() > limit:
             step, joint = np.unravel_index(np.argmax(value), value.shape)
             raise ValueError(f"targets exceed the FR3 {name} limit at step {step}, joint {joint + 1}")
@@ -128,8 +136,9 @@ class FastRun:
     wall_s: float
 
 
-def _run_in_process(task: Task, applied: np.ndarray, settle_steps: int,
-                    initial_state: np.ndarray | None = None) -> np.ndarray:
+def _run_in_process(
+    task: Task, applied: np.ndarray, settle_steps: int, initial_state: np.ndarray | None = None
+) -> np.ndarray:
     """q after each step applying ``applied``; from ``initial_state`` (MuJoCo's full integration state) if given."""
     import mujoco
 
@@ -159,6 +168,7 @@ def replay_fast_path(targets: np.ndarray, task: Task | str, settle_steps: int = 
 
 
 # --- server path ------------------------------------------------------------------------------
+
 
 @dataclass
 class ServerRun:
@@ -222,8 +232,9 @@ def _serve(task_name: str, hostname: str, ready: Any, stop: Any, out: Any, max_s
         if start_state is None:
             out.put({"error": "the server never saw a motion start"})
             return
-        out.put({"applied": np.array(rows_t), "q": np.array(rows_q), "wall": np.array(rows_w),
-                 "start_state": start_state})
+        out.put(
+            {"applied": np.array(rows_t), "q": np.array(rows_q), "wall": np.array(rows_w), "start_state": start_state}
+        )
     except BaseException as e:  # the parent must hear why, not wait for a timeout
         out.put({"error": f"{type(e).__name__}: {e}"})
 
@@ -275,8 +286,9 @@ def _get(q: Any, proc: Any, timeout: float, what: str) -> dict[str, Any]:
                 raise TimeoutError(f"no result from the {what} process within {timeout:.0f} s") from None
 
 
-def replay_server(targets: np.ndarray, task: Task | str, hostname: str, realtime: str = "ignore",
-                  connect_timeout_s: float = 60.0) -> ServerRun:
+def replay_server(
+    targets: np.ndarray, task: Task | str, hostname: str, realtime: str = "ignore", connect_timeout_s: float = 60.0
+) -> ServerRun:
     """Stream ``targets`` with pylibfranka to franky-sim's server running ``task``'s scene at ``hostname``.
 
     Server and client each get their own process (in one process they deadlock); ``realtime`` is
@@ -292,8 +304,12 @@ def replay_server(targets: np.ndarray, task: Task | str, hostname: str, realtime
     ready, stop = ctx.Event(), ctx.Event()
     sq, cq = ctx.Queue(), ctx.Queue()
     motion_s = len(targets) * PHYSICS_DT
-    server = ctx.Process(target=_serve, name="franky-sim-server", daemon=True,
-                         args=(task_name, hostname, ready, stop, sq, connect_timeout_s + 20 * motion_s + 60))
+    server = ctx.Process(
+        target=_serve,
+        name="franky-sim-server",
+        daemon=True,
+        args=(task_name, hostname, ready, stop, sq, connect_timeout_s + 20 * motion_s + 60),
+    )
     client = None
     t0 = time.perf_counter()
     try:
@@ -308,8 +324,9 @@ def replay_server(targets: np.ndarray, task: Task | str, hostname: str, realtime
             except queue.Empty:
                 why = f"not ready within {connect_timeout_s:.0f} s"
             raise RuntimeError(f"franky-sim server at {hostname} did not start: {why}")
-        client = ctx.Process(target=_client, name="pylibfranka-client", daemon=True,
-                             args=(hostname, targets.tolist(), realtime, cq))
+        client = ctx.Process(
+            target=_client, name="pylibfranka-client", daemon=True, args=(hostname, targets.tolist(), realtime, cq)
+        )
         client.start()
         # The server loop runs at 0.45-0.9x real time on a busy 2-core machine: allow generously.
         cres = _get(cq, client, connect_timeout_s + 10 * motion_s + 30, "pylibfranka client")
@@ -327,13 +344,21 @@ def replay_server(targets: np.ndarray, task: Task | str, hostname: str, realtime
                 proc.join(timeout=5)
     if "error" in sres:
         raise RuntimeError(f"franky-sim server: {sres['error']}; pylibfranka client: {cres['errors'] or 'no error'}")
-    return ServerRun(client_t_ms=np.array(cres["t_ms"], dtype=np.int64), client_q=np.array(cres["q"]).reshape(-1, 7),
-                     client_wall=np.array(cres["wall"]), client_errors=cres["errors"],
-                     server_applied=sres["applied"], server_q=sres["q"], server_wall=sres["wall"],
-                     server_start_state=sres["start_state"], wall_s=time.perf_counter() - t0)
+    return ServerRun(
+        client_t_ms=np.array(cres["t_ms"], dtype=np.int64),
+        client_q=np.array(cres["q"]).reshape(-1, 7),
+        client_wall=np.array(cres["wall"]),
+        client_errors=cres["errors"],
+        server_applied=sres["applied"],
+        server_q=sres["q"],
+        server_wall=sres["wall"],
+        server_start_state=sres["start_state"],
+        wall_s=time.perf_counter() - t0,
+    )
 
 
 # --- comparison -------------------------------------------------------------------------------
+
 
 def _target_indices(applied: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """For each applied target, its index in ``targets``, -1 if it is none of them.
@@ -350,7 +375,7 @@ def _target_indices(applied: np.ndarray, targets: np.ndarray) -> np.ndarray:
         idx = where.get(np.ascontiguousarray(a, dtype=np.float64).tobytes())
         if idx:
             k = bisect.bisect_left(idx, expect)
-            out[j] = min(idx[max(k - 1, 0): k + 1], key=lambda i: abs(i - expect))
+            out[j] = min(idx[max(k - 1, 0) : k + 1], key=lambda i: abs(i - expect))
             expect = out[j] + 1
     return out
 
@@ -361,8 +386,9 @@ def _pct(x: np.ndarray) -> dict[str, float]:
     return {"median": float(np.median(x)), "p99": float(np.percentile(x, 99)), "max": float(np.max(x))}
 
 
-def compare(targets: np.ndarray, fast: FastRun, srv: ServerRun, task: Task | str,
-            checkpoint_s: float = 0.5) -> dict[str, Any]:
+def compare(
+    targets: np.ndarray, fast: FastRun, srv: ServerRun, task: Task | str, checkpoint_s: float = 0.5
+) -> dict[str, Any]:
     """Where the two paths put the arm: joint (rad) and TCP (mm) differences at checkpoints and the end, plus timing.
 
     Alignment: fast step k applied ``targets[k]``; on the server, step k is the k-th tick after the
@@ -373,6 +399,7 @@ def compare(targets: np.ndarray, fast: FastRun, srv: ServerRun, task: Task | str
     task = get_task(task) if isinstance(task, str) else task
     targets = np.asarray(targets, dtype=np.float64)
     n = len(targets)
+
     def diff(qa: np.ndarray, qb: np.ndarray) -> dict[str, float]:
         tcp = np.linalg.norm(tcp_position(qa) - tcp_position(qb))
         return {"joint_max_abs_rad": float(np.abs(qa - qb).max()), "tcp_mm": float(tcp * 1000)}
@@ -400,15 +427,19 @@ def compare(targets: np.ndarray, fast: FastRun, srv: ServerRun, task: Task | str
     final_client = srv.client_q[-1]
     k_client = min(int(srv.client_t_ms[-1]) - 1, n - 1)
     report["final"] = {
-        "fast_q": fast.q[-1].tolist(), "client_q": final_client.tolist(), "server_q": sq[m - 1].tolist(),
+        "fast_q": fast.q[-1].tolist(),
+        "client_q": final_client.tolist(),
+        "server_q": sq[m - 1].tolist(),
         "client_vs_fast": diff(final_client, fast.q[k_client]),
         "server_vs_fast": diff(sq[m - 1], fast.q[m - 1]),
     }
     err = np.abs(sq[:m] - fast.q[:m]).max(axis=1)
     tcp = [diff(sq[k], fast.q[k])["tcp_mm"] for k in range(0, m, 5)]  # every 5 ms is plenty for a max
-    report["trajectory_max_server_vs_fast"] = {"joint_max_abs_rad": float(err.max()),
-                                               "at_t_s": round((int(err.argmax()) + 1) * PHYSICS_DT, 3),
-                                               "tcp_mm": float(max(tcp))}
+    report["trajectory_max_server_vs_fast"] = {
+        "joint_max_abs_rad": float(err.max()),
+        "at_t_s": round((int(err.argmax()) + 1) * PHYSICS_DT, 3),
+        "tcp_mm": float(max(tcp)),
+    }
 
     # Same physics? The targets the server applied, from the server's own start state, in-process.
     q_same = _run_in_process(task, srv.server_applied, 0, srv.server_start_state)
@@ -421,19 +452,20 @@ def compare(targets: np.ndarray, fast: FastRun, srv: ServerRun, task: Task | str
         "start_state_only_final_rad": float(np.abs(q_timing[-1] - fast.q[m - 1]).max()),
     }
 
-    steps = np.diff(idx[j0: j0 + m])
+    steps = np.diff(idx[j0 : j0 + m])
     dur = np.diff(srv.client_t_ms)
     report["timing"] = {
         "client_cycles": int(len(srv.client_t_ms)),
         "client_robot_time_ms": int(srv.client_t_ms[-1]),
         "client_lost_states": int(np.clip(dur - 1, 0, None).sum()),
         "client_cycle_wall_ms": _pct(np.diff(srv.client_wall) * 1000),
-        "server_tick_wall_ms": _pct(np.diff(srv.server_wall[j0: j0 + m]) * 1000),
+        "server_tick_wall_ms": _pct(np.diff(srv.server_wall[j0 : j0 + m]) * 1000),
         "server_rate_hz": float((m - 1) / max(srv.server_wall[j0 + m - 1] - srv.server_wall[j0], 1e-9)),
         "server_repeated_targets": int((steps == 0).sum()),
         "server_skipped_targets": int(np.clip(steps - 1, 0, None).sum()),
         "server_start_ticks": j0,
-        "fast_path_wall_s": fast.wall_s, "server_path_wall_s": srv.wall_s,
+        "fast_path_wall_s": fast.wall_s,
+        "server_path_wall_s": srv.wall_s,
     }
     report["libfranka_errors"] = list(srv.client_errors)
     return report
@@ -477,8 +509,10 @@ def _print(report: dict[str, Any]) -> None:
             continue
         print(f"  final {key}: {d['joint_max_abs_rad']:.2e} rad, TCP {d['tcp_mm']:.4f} mm")
     tr = report["trajectory_max_server_vs_fast"]
-    print(f"  trajectory max server vs fast: {tr['joint_max_abs_rad']:.2e} rad (at t={tr['at_t_s']} s), "
-          f"TCP {tr['tcp_mm']:.4f} mm")
+    print(
+        f"  trajectory max server vs fast: {tr['joint_max_abs_rad']:.2e} rad (at t={tr['at_t_s']} s), "
+        f"TCP {tr['tcp_mm']:.4f} mm"
+    )
     print("  decomposition: " + json.dumps(report["decomposition"]))
     print("  timing: " + json.dumps(report["timing"]))
     print(f"  libfranka errors: {report['libfranka_errors'] or 'none'}")
@@ -489,8 +523,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task", default="reach_precise")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--hostname", default="127.0.4.1", help="loopback address for the franky-sim server")
-    ap.add_argument("--realtime", choices=("ignore", "enforce"), default="ignore",
-                    help="pylibfranka RealtimeConfig (enforce on a robot PC with an RT kernel)")
+    ap.add_argument(
+        "--realtime",
+        choices=("ignore", "enforce"),
+        default="ignore",
+        help="pylibfranka RealtimeConfig (enforce on a robot PC with an RT kernel)",
+    )
     ap.add_argument("--out", default=None, help="JSON report (default results/replay/<task>_<seconds>s.json)")
     args = ap.parse_args(argv)
     report = run(args.task, args.seconds, args.hostname, args.realtime)

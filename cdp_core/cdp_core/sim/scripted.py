@@ -41,15 +41,18 @@ class DemoStyle:
     def __post_init__(self) -> None:
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if not self.strategies or unknown:
-            raise ValueError(f"demonstration strategies must be a non-empty subset of {STRATEGIES}, got "
-                             f"{self.strategies}")
+            raise ValueError(
+                f"demonstration strategies must be a non-empty subset of {STRATEGIES}, got {self.strategies}"
+            )
         if not 0 <= self.miss_prob <= 1 or self.transit_noise < 0:
-            raise ValueError(f"miss_prob must be in [0, 1] and transit_noise >= 0, got {self.miss_prob}, "
-                             f"{self.transit_noise}")
+            raise ValueError(
+                f"miss_prob must be in [0, 1] and transit_noise >= 0, got {self.miss_prob}, {self.transit_noise}"
+            )
 
 
-def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = None,
-              style: DemoStyle = DemoStyle()) -> list[np.ndarray]:
+def plan_demo(
+    env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = None, style: DemoStyle = DemoStyle()
+) -> list[np.ndarray]:
     """Joint-target sequence (one per control step) that solves the task and then holds still."""
     strategy = strategy or style.strategies[rng.integers(len(style.strategies))]
     task, params = env.task, env.params
@@ -57,8 +60,12 @@ def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = 
     rot = rot_z(task.goal_yaw(params)) @ tcp_pose(q0)[1]
     final = task.final_points(params)
     first = final[0][0]
-    offsets = {"direct": None, "from_above": np.array([0.0, 0.0, 0.10]),
-               "from_left": np.array([0.0, 0.10, 0.04]), "from_right": np.array([0.0, -0.10, 0.04])}
+    offsets = {
+        "direct": None,
+        "from_above": np.array([0.0, 0.0, 0.10]),
+        "from_left": np.array([0.0, 0.10, 0.04]),
+        "from_right": np.array([0.0, -0.10, 0.04]),
+    }
     speed = rng.uniform(0.15, 0.3)  # 15-30 cm/s, a calm operator
     points: list[tuple[np.ndarray, float]] = []
     if offsets[strategy] is not None:
@@ -89,8 +96,9 @@ def plan_demo(env: FR3TaskEnv, rng: np.random.Generator, strategy: str | None = 
     return plan
 
 
-def run_demonstration(env: FR3TaskEnv, seed: int, strategy: str | None = None,
-                      style: DemoStyle = DemoStyle()) -> tuple[Episode, bool]:
+def run_demonstration(
+    env: FR3TaskEnv, seed: int, strategy: str | None = None, style: DemoStyle = DemoStyle()
+) -> tuple[Episode, bool]:
     """Record one scripted demonstration: (episode with obs and actions in ``env.action_space``, success).
 
     The plan is the same joint-target sequence for every action space (so datasets of two
@@ -114,6 +122,10 @@ def run_demonstration(env: FR3TaskEnv, seed: int, strategy: str | None = None,
         success = success or info["success"]
         if env.time >= env.spec.time_limit_s - 1e-9:  # record the whole plan, hold included
             break
-    ep = Episode(obs={k: np.asarray(v, dtype=np.float32) for k, v in rows.items()},
-                 action=np.asarray(actions, dtype=np.float32), timestamp=np.asarray(stamps), name=f"seed_{seed}")
+    ep = Episode(
+        obs={k: np.asarray(v, dtype=np.float32) for k, v in rows.items()},
+        action=np.asarray(actions, dtype=np.float32),
+        timestamp=np.asarray(stamps),
+        name=f"seed_{seed}",
+    )
     return ep, success

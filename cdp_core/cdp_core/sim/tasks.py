@@ -94,8 +94,9 @@ class Task(ABC):
 class ReachPrecise(Task):
     """Bring the tool tip to a randomised target and hold it within 5 mm for 0.5 s."""
 
-    spec = TaskSpec("reach_precise", time_limit_s=8.0, control_hz=10.0, task_obs={"target_pos": 3},
-                    success_tol_m=0.005, hold_s=0.5)
+    spec = TaskSpec(
+        "reach_precise", time_limit_s=8.0, control_hz=10.0, task_obs={"target_pos": 3}, success_tol_m=0.005, hold_s=0.5
+    )
     low = np.array([0.35, -0.25, 0.15])
     high = np.array([0.65, 0.25, 0.45])
 
@@ -127,8 +128,9 @@ class PegInsert(Task):
     Success: the peg tip is inside the hole's footprint and at least 20 mm below its rim.
     """
 
-    spec = TaskSpec("peg_insert", time_limit_s=12.0, control_hz=10.0, task_obs={"hole_pose": 7},
-                    success_tol_m=0.0115, hold_s=0.0)
+    spec = TaskSpec(
+        "peg_insert", time_limit_s=12.0, control_hz=10.0, task_obs={"hole_pose": 7}, success_tol_m=0.0115, hold_s=0.0
+    )
     tip_offset = 0.05
     peg_half = 0.010
     hole_half = 0.0115
@@ -144,8 +146,17 @@ class PegInsert(Task):
         # with the fixture, not the fingers or the table.
         top, tip = 0.08, HAND_TCP_Z + self.tip_offset
         peg = ET.SubElement(hand, "body", name="task_peg", pos=f"0 0 {(top + tip) / 2}")
-        ET.SubElement(peg, "geom", type="box", size=f"{self.peg_half} {self.peg_half} {(tip - top) / 2}",
-                      rgba="0.9 0.6 0.1 1", contype="2", conaffinity="2", mass="0.03", friction="0.3 0.005 0.0001")
+        ET.SubElement(
+            peg,
+            "geom",
+            type="box",
+            size=f"{self.peg_half} {self.peg_half} {(tip - top) / 2}",
+            rgba="0.9 0.6 0.1 1",
+            contype="2",
+            conaffinity="2",
+            mass="0.03",
+            friction="0.3 0.005 0.0001",
+        )
         ET.SubElement(peg, "site", name="task_peg_tip", pos=f"0 0 {(tip - top) / 2}", size="0.002")
 
     def add_to_scene(self, worldbody: ET.Element) -> None:
@@ -154,13 +165,19 @@ class PegInsert(Task):
         z_wall = self.top_z - self.depth / 2
         base_h = self.top_z - self.depth
         common = {"contype": "2", "conaffinity": "2", "rgba": "0.3 0.35 0.45 1", "friction": "0.3 0.005 0.0001"}
-        ET.SubElement(fixture, "geom", type="box", size=f"{outer} {outer} {base_h / 2}", pos=f"0 0 {base_h / 2}",
-                      **common)
+        ET.SubElement(
+            fixture, "geom", type="box", size=f"{outer} {outer} {base_h / 2}", pos=f"0 0 {base_h / 2}", **common
+        )
         c = self.hole_half + wall / 2
-        for x, y, sx, sy in ((c, 0, wall / 2, outer), (-c, 0, wall / 2, outer),
-                             (0, c, self.hole_half, wall / 2), (0, -c, self.hole_half, wall / 2)):
-            ET.SubElement(fixture, "geom", type="box", size=f"{sx} {sy} {self.depth / 2}", pos=f"{x} {y} {z_wall}",
-                          **common)
+        for x, y, sx, sy in (
+            (c, 0, wall / 2, outer),
+            (-c, 0, wall / 2, outer),
+            (0, c, self.hole_half, wall / 2),
+            (0, -c, self.hole_half, wall / 2),
+        ):
+            ET.SubElement(
+                fixture, "geom", type="box", size=f"{sx} {sy} {self.depth / 2}", pos=f"{x} {y} {z_wall}", **common
+            )
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         x, y, yaw = rng.uniform(self.low, self.high)

@@ -17,8 +17,14 @@ def use_offscreen_gl() -> None:
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 
-def record_episode(model_path: str, task: str, seed: int, out: str | Path, size: tuple[int, int] = (360, 480),
-                   n_action_steps: int | None = None) -> Path:
+def record_episode(
+    model_path: str,
+    task: str,
+    seed: int,
+    out: str | Path,
+    size: tuple[int, int] = (360, 480),
+    n_action_steps: int | None = None,
+) -> Path:
     """Re-run one seeded evaluation episode and write it as an animated GIF (one frame per control step)."""
     import mujoco
     from PIL import Image
@@ -37,8 +43,16 @@ def record_episode(model_path: str, task: str, seed: int, out: str | Path, size:
         renderer.update_scene(e.data, cam)
         frames.append(Image.fromarray(renderer.render().copy()))
 
-    result = rollout(env, seeded_policy(model, seed), m["obs_keys"], m["n_obs_steps"],
-                     n_action_steps or m["n_action_steps"], m["action_start_index"], seed, on_step=grab)
+    result = rollout(
+        env,
+        seeded_policy(model, seed),
+        m["obs_keys"],
+        m["n_obs_steps"],
+        n_action_steps or m["n_action_steps"],
+        m["action_start_index"],
+        seed,
+        on_step=grab,
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     period_ms = int(round(1000 / env.spec.control_hz))

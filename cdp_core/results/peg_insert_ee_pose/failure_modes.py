@@ -45,5 +45,8 @@ if __name__ == "__main__":
         rows, label = summary["rows"], f"{summary['action_space']}, gamma {summary['gamma']:g}, {path}"
         c = classify(rows)
         miss = np.median([np.hypot(*r["final_offset_mm"][:2]) for r in rows if not r["success"]] or [np.nan])
-        print(f"| {label} | {c['success']} | {c['in hole, short']} | {c['on fixture top']} "
-              f"| {c['beside fixture']} | {miss:.1f} |", flush=True)
+        print(
+            f"| {label} | {c['success']} | {c['in hole, short']} | {c['on fixture top']} "
+            f"| {c['beside fixture']} | {miss:.1f} |",
+            flush=True,
+        )

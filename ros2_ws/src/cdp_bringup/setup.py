@@ -20,9 +20,11 @@ setup(
     zip_safe=True,
     description="Bringup of the CDP stack: launch file, node graph, cdp-graph launcher, episode runner.",
     license="Apache-2.0",
-    entry_points={"console_scripts": [
-        "cdp-graph = cdp_bringup.launcher:main",
-        "cdp-episodes = cdp_bringup.episodes_node:main",
-        "cdp-sim-demo = cdp_bringup.demo:main",
-    ]},
+    entry_points={
+        "console_scripts": [
+            "cdp-graph = cdp_bringup.launcher:main",
+            "cdp-episodes = cdp_bringup.episodes_node:main",
+            "cdp-sim-demo = cdp_bringup.demo:main",
+        ]
+    },
 )

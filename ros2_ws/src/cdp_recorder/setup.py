@@ -14,9 +14,11 @@ setup(
     zip_safe=True,
     description="Crash-safe episode recorder (MCAP, ROS 2 CDR), conversion to the cdp_core episode dataset, replay.",
     license="Apache-2.0",
-    entry_points={"console_scripts": [
-        "recorder_node = cdp_recorder.node:main",
-        "cdp-record-convert = cdp_recorder.convert:main",
-        "cdp-record-replay = cdp_recorder.replay_node:main",
-    ]},
+    entry_points={
+        "console_scripts": [
+            "recorder_node = cdp_recorder.node:main",
+            "cdp-record-convert = cdp_recorder.convert:main",
+            "cdp-record-replay = cdp_recorder.replay_node:main",
+        ]
+    },
 )

@@ -14,7 +14,7 @@ setup(
     extras_require={"gamepad": ["pygame>=2.1"]},
     zip_safe=True,
     description="Teleoperation for the CDP stack: keyboard / gamepad / scripted operator -> Cartesian TCP motion -> "
-                "IK -> joint chunks through the safety filter, plus episode events for the recorder.",
+    "IK -> joint chunks through the safety filter, plus episode events for the recorder.",
     license="Apache-2.0",
     entry_points={"console_scripts": ["teleop_node = cdp_teleop.node:main"]},
 )

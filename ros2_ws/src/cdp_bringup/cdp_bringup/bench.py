@@ -58,8 +58,11 @@ class LatencyProbe(EpisodeRunner):
 
 def _stats(xs: list[float]) -> dict[str, float]:
     a = 1000 * np.asarray(xs)
-    return {"n": len(xs), "p50_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)),
-            "max_ms": float(a.max())} if len(xs) else {"n": 0}
+    return (
+        {"n": len(xs), "p50_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max())}
+        if len(xs)
+        else {"n": 0}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,9 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.shutdown()
         g.stop()
         log.close()
-    result = {"episodes": args.episodes, "success_rate": summary["success_rate"],
-              "obs_to_chunk": _stats(probe.obs_to_chunk), "obs_to_filtered_command": _stats(probe.obs_to_command),
-              "policy_diagnostics": summary["policy_diagnostics"]}
+    result = {
+        "episodes": args.episodes,
+        "success_rate": summary["success_rate"],
+        "obs_to_chunk": _stats(probe.obs_to_chunk),
+        "obs_to_filtered_command": _stats(probe.obs_to_command),
+        "policy_diagnostics": summary["policy_diagnostics"],
+    }
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

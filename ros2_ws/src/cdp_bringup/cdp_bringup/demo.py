@@ -74,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     lo, hi = summary["success_ci95"]
-    print(f"\n{task}: {summary['successes']}/{summary['episodes']} succeeded "
-          f"({100 * summary['success_rate']:.0f} %, 95 % CI {100 * lo:.0f}-{100 * hi:.0f} %), "
-          f"median final error {summary['final_error_mm_median']:.1f} mm")
+    print(
+        f"\n{task}: {summary['successes']}/{summary['episodes']} succeeded "
+        f"({100 * summary['success_rate']:.0f} %, 95 % CI {100 * lo:.0f}-{100 * hi:.0f} %), "
+        f"median final error {summary['final_error_mm_median']:.1f} mm"
+    )
     for name, values in summary.get("policy_diagnostics", {}).items():
         shown = {k: v for k, v in values.items() if any(w in k for w in ("latency", "age", "missed", "provider"))}
         print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))

@@ -54,7 +54,12 @@ def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
     k = sum(r.success for r in results)
     lo, hi = wilson_interval(k, n)
     tts = [r.time_to_success_s for r in results if r.time_to_success_s is not None]
-    return {"episodes": n, "successes": k, "success_rate": k / n if n else 0.0, "success_ci95": [lo, hi],
-            "final_error_mm_median": float(np.median([r.final_error_mm for r in results])) if n else None,
-            "time_to_success_s_median": float(np.median(tts)) if tts else None,
-            "rows": [asdict(r) for r in results]}
+    return {
+        "episodes": n,
+        "successes": k,
+        "success_rate": k / n if n else 0.0,
+        "success_ci95": [lo, hi],
+        "final_error_mm_median": float(np.median([r.final_error_mm for r in results])) if n else None,
+        "time_to_success_s_median": float(np.median(tts)) if tts else None,
+        "rows": [asdict(r) for r in results],
+    }

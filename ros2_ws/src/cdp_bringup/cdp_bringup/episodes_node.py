@@ -32,22 +32,31 @@ __all__ = ["EpisodeRunner", "StackError", "run_episodes"]
 class EpisodeRunner(Node):
     """Drives episodes through the stack (its :class:`StackClient`); blocking methods for the caller's thread."""
 
-    def __init__(self, task: str, config: EpisodeConfig, safety_node: str = "safety_filter",
-                 node_name: str = "episode_runner"):
+    def __init__(
+        self, task: str, config: EpisodeConfig, safety_node: str = "safety_filter", node_name: str = "episode_runner"
+    ):
         super().__init__(node_name)
         self.task = get_task(task)
         self.config = config
-        self.stack = StackClient(self, StackClientConfig(
-            safety_node=safety_node, homing_speed=config.homing_speed, home_tolerance=config.home_tolerance,
-            homing_timeout_s=config.homing_timeout_s))
+        self.stack = StackClient(
+            self,
+            StackClientConfig(
+                safety_node=safety_node,
+                homing_speed=config.homing_speed,
+                home_tolerance=config.home_tolerance,
+                homing_timeout_s=config.homing_timeout_s,
+            ),
+        )
         self.success = False
         self.tip_error = float("inf")
         self.chunks = 0
         group = self.stack.group
-        self.create_subscription(Bool, names.TASK_SUCCESS, lambda m: setattr(self, "success", m.data), 10,
-                                 callback_group=group)
-        self.create_subscription(Float64, names.TASK_TIP_ERROR, lambda m: setattr(self, "tip_error", m.data), 10,
-                                 callback_group=group)
+        self.create_subscription(
+            Bool, names.TASK_SUCCESS, lambda m: setattr(self, "success", m.data), 10, callback_group=group
+        )
+        self.create_subscription(
+            Float64, names.TASK_TIP_ERROR, lambda m: setattr(self, "tip_error", m.data), 10, callback_group=group
+        )
         self.create_subscription(JointTrajectory, names.POLICY_CHUNK, self._on_chunk, 10, callback_group=group)
 
     def _on_chunk(self, _msg: JointTrajectory) -> None:
@@ -58,8 +67,10 @@ class EpisodeRunner(Node):
 
     def wait_for_stack(self, timeout_s: float = 60.0) -> None:
         """Block until joint states flow and every service the runner needs answers."""
-        self.stack.wait_for([names.POLICY_ENABLE, names.SIM_RESET_EPISODE, names.SIM_START_EPISODE,
-                             self.stack.filter_parameters], timeout_s)
+        self.stack.wait_for(
+            [names.POLICY_ENABLE, names.SIM_RESET_EPISODE, names.SIM_START_EPISODE, self.stack.filter_parameters],
+            timeout_s,
+        )
 
     def run_episode(self) -> EpisodeResult:
         st = self.stack
@@ -84,17 +95,25 @@ class EpisodeRunner(Node):
         finally:
             st.enable_policy(False)
             st.select_source("teleop")
-        return EpisodeResult(seed=seed, success=tts is not None, final_error_mm=1000 * self.tip_error,
-                             time_to_success_s=tts, chunks=self.chunks, params=reset["params"])
+        return EpisodeResult(
+            seed=seed,
+            success=tts is not None,
+            final_error_mm=1000 * self.tip_error,
+            time_to_success_s=tts,
+            chunks=self.chunks,
+            params=reset["params"],
+        )
 
     def run(self, episodes: int, log=print) -> dict[str, Any]:
         results = []
         for i in range(episodes):
             r = self.run_episode()
             results.append(r)
-            log(f"episode {i + 1}/{episodes} seed {r.seed}: {'success' if r.success else 'failure'}, "
+            log(
+                f"episode {i + 1}/{episodes} seed {r.seed}: {'success' if r.success else 'failure'}, "
                 f"final error {r.final_error_mm:.1f} mm, {r.chunks} chunks"
-                + (f", {r.time_to_success_s:.2f} s" if r.time_to_success_s is not None else ""))
+                + (f", {r.time_to_success_s:.2f} s" if r.time_to_success_s is not None else "")
+            )
         summary = summarize(results)
         summary["policy_diagnostics"] = {k: v for k, v in self.stack.diagnostics.items() if "policy" in k}
         return summary

@@ -144,9 +144,18 @@ def resolve(graph: dict[str, Any], given: dict[str, str]) -> list[NodeSpec]:
         cond = n.get("when")
         if cond is not None and not condition_holds(cond, args, f"node {n['name']}"):
             continue
-        specs.append(NodeSpec(name=n["name"], package=n["package"], executable=n["executable"], module=n["module"],
-                              required=bool(n.get("required", False)), start_delay_s=float(n.get("start_delay_s", 0.0)),
-                              params_files=tuple(files), overrides=overrides.get(n["name"], {})))
+        specs.append(
+            NodeSpec(
+                name=n["name"],
+                package=n["package"],
+                executable=n["executable"],
+                module=n["module"],
+                required=bool(n.get("required", False)),
+                start_delay_s=float(n.get("start_delay_s", 0.0)),
+                params_files=tuple(files),
+                overrides=overrides.get(n["name"], {}),
+            )
+        )
     return specs
 
 

@@ -37,8 +37,15 @@ class RunningNode:
 class NodeGraph:
     """The processes of a resolved node graph."""
 
-    def __init__(self, specs: Sequence[NodeSpec], python: str = sys.executable, env: dict[str, str] | None = None,
-                 out=None, one_process_group: bool = False, die_with_parent: bool = False):
+    def __init__(
+        self,
+        specs: Sequence[NodeSpec],
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
+        out=None,
+        one_process_group: bool = False,
+        die_with_parent: bool = False,
+    ):
         """``one_process_group``: every node in one new process group, as ``ros2 launch`` children
         under a terminal are (so a Ctrl-C reaches them all at once); default: one session each.
         ``die_with_parent``: every node gets SIGINT when this process dies, however it dies (a killed
@@ -82,12 +89,24 @@ class NodeGraph:
     def _spawn(self, spec: NodeSpec) -> RunningNode:
         preexec = _child_setup_dying_with_parent if self.die_with_parent else _default_sigint
         if self.one_process_group:
-            proc = subprocess.Popen(self.command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    env=self.env, process_group=self.pgid or 0, preexec_fn=preexec)
+            proc = subprocess.Popen(
+                self.command(spec),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                process_group=self.pgid or 0,
+                preexec_fn=preexec,
+            )
             self.pgid = self.pgid or proc.pid
         else:
-            proc = subprocess.Popen(self.command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    env=self.env, start_new_session=True, preexec_fn=preexec)
+            proc = subprocess.Popen(
+                self.command(spec),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=preexec,
+            )
         reader = threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True)
         reader.start()
         self._say("cdp-graph", f"started {spec.name} (pid {proc.pid}): {' '.join(self.command(spec))}")
@@ -201,8 +220,11 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cdp-graph", description=__doc__.splitlines()[0],
-                                     epilog="Launch arguments are given as name:=value, as for ros2 launch.")
+    parser = argparse.ArgumentParser(
+        prog="cdp-graph",
+        description=__doc__.splitlines()[0],
+        epilog="Launch arguments are given as name:=value, as for ros2 launch.",
+    )
     parser.add_argument("arguments", nargs="*", help="launch arguments, e.g. use_sim:=true model:=m.onnx")
     parser.add_argument("--graph", help="node graph YAML (default: launch/graph.yaml)")
     parser.add_argument("--print", action="store_true", dest="dry_run", help="print the commands and exit")
@@ -227,8 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.is_set():
             failed = g.check()
             if failed is not None:
-                g._say("cdp-graph", f"required node {failed[0]} exited with code {failed[1]}: stopping the graph "
-                                    "(the safety filter holds the arm)")
+                g._say(
+                    "cdp-graph",
+                    f"required node {failed[0]} exited with code {failed[1]}: stopping the graph "
+                    "(the safety filter holds the arm)",
+                )
                 code = 1
                 break
             time.sleep(0.1)

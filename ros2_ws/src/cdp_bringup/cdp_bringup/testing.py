@@ -19,8 +19,9 @@ def loopback_host(block: int) -> str:
 
 
 @contextmanager
-def running_graph(specs: Sequence[NodeSpec], log_file: str | Path | None = None, one_process_group: bool = False
-                  ) -> Iterator[tuple[NodeGraph, io.StringIO]]:
+def running_graph(
+    specs: Sequence[NodeSpec], log_file: str | Path | None = None, one_process_group: bool = False
+) -> Iterator[tuple[NodeGraph, io.StringIO]]:
     """Start ``specs`` as one graph; yields (graph, captured output); stops it and writes the output at the end."""
     log = io.StringIO()
     graph = NodeGraph(list(specs), out=log, one_process_group=one_process_group)

@@ -38,12 +38,20 @@ def test_perception_graph_for_sim_and_robot():
     assert "camera_node" not in base and "perception_node" not in base  # ground truth unless asked
     sim = resolve(graph, {"use_sim": "true", "use_perception": "true", "task": "peg_insert", "object_plane_z": "0.06"})
     by = {s.name: s for s in sim}
-    assert [s.name for s in sim] == ["sim_robot", "franka_driver", "safety_filter", "camera_node", "perception_node",
-                                     "policy_node"]
+    assert [s.name for s in sim] == [
+        "sim_robot",
+        "franka_driver",
+        "safety_filter",
+        "camera_node",
+        "perception_node",
+        "policy_node",
+    ]
     files = [Path(f).name for f in by["camera_node"].params_files]
     assert files == ["stack.yaml", "sim.yaml", "perception.yaml", "perception_sim.yaml"]  # sim overrides live
     assert by["camera_node"].required and by["perception_node"].required
-    assert by["perception_node"].overrides["calibration_file"] == str(Path("calibration/sim_eye_to_hand.yaml").resolve())
+    assert by["perception_node"].overrides["calibration_file"] == str(
+        Path("calibration/sim_eye_to_hand.yaml").resolve()
+    )
     assert by["perception_node"].typed_overrides()["plane_z"] == 0.06
     assert by["camera_node"].overrides["task"] == by["sim_robot"].overrides["task"] == "peg_insert"
     robot = resolve(graph, {"use_sim": "false", "use_perception": "true"})
@@ -51,8 +59,12 @@ def test_perception_graph_for_sim_and_robot():
     assert [Path(f).name for f in by["camera_node"].params_files] == ["stack.yaml", "perception.yaml"]
     assert "plane_z" not in by["perception_node"].overrides  # no default: free 6-DOF unless given
     # ros2 launch passes every declared argument, unset ones as "": still nothing set
-    assert "plane_z" not in {s.name: s for s in resolve(graph, {"use_perception": "true", "object_plane_z": ""})}[
-        "perception_node"].overrides
+    assert (
+        "plane_z"
+        not in {s.name: s for s in resolve(graph, {"use_perception": "true", "object_plane_z": ""})}[
+            "perception_node"
+        ].overrides
+    )
 
 
 def test_graph_conditions():
@@ -89,14 +101,16 @@ def test_malformed_graph_is_a_clear_error(tmp_path):
 
 def _fixture_graph(tmp_path, first_mode="run"):
     (tmp_path / "p.yaml").write_text("a:\n  ros__parameters: {x: 1}\n")
-    (tmp_path / "graph.yaml").write_text(textwrap.dedent(f"""
+    (tmp_path / "graph.yaml").write_text(
+        textwrap.dedent(f"""
         arguments:
           mode: {{default: {first_mode}, sets: [upstream.mode]}}
         params_files: {{always: [p.yaml]}}
         nodes:
           - {{name: downstream, package: p, executable: e, module: graph_fixture_node, required: true}}
           - {{name: upstream, package: p, executable: e, module: graph_fixture_node, required: true}}
-    """))
+    """)
+    )
     return load_graph(tmp_path / "graph.yaml")
 
 
@@ -166,7 +180,11 @@ def test_launcher_restarts_a_node_with_overrides_without_calling_it_dead(tmp_pat
 def test_nodes_die_with_a_killed_launcher(tmp_path):
     """die_with_parent: a SIGKILLed runner (no finally blocks run) still stops its nodes."""
     _fixture_graph(tmp_path)  # writes tmp_path/graph.yaml
-    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from cdp_bringup.graph import load_graph, resolve
         from cdp_bringup.launcher import NodeGraph
@@ -175,7 +193,12 @@ def test_nodes_die_with_a_killed_launcher(tmp_path):
         g.start()
         print(" ".join(str(n.process.pid) for n in g.nodes), flush=True)
         time.sleep(600)
-    """)], stdout=subprocess.PIPE, env=_env(), text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        env=_env(),
+        text=True,
+    )
     try:
         pids = [int(p) for p in parent.stdout.readline().split()]
         assert len(pids) == 2

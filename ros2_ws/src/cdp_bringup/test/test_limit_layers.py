@@ -35,5 +35,7 @@ def test_driver_generator_can_follow_the_filter_and_stays_inside_the_fr3_table(u
     assert 0.0 < factor <= 1.0
     for name in ("velocity_scale", "acceleration_scale", "jerk_scale"):
         scale = float(filt.get(f"limits.{name}", getattr(defaults, name)))
-        assert scale <= factor, (f"safety filter limits.{name} {scale} above the driver's relative_dynamics_factor "
-                                 f"{factor} ({'sim' if use_sim == 'true' else 'real arm'})")
+        assert scale <= factor, (
+            f"safety filter limits.{name} {scale} above the driver's relative_dynamics_factor "
+            f"{factor} ({'sim' if use_sim == 'true' else 'real arm'})"
+        )

@@ -167,13 +167,23 @@ def protocol_from_dict(d: Any, source: str = "protocol", base: Path | None = Non
         if not isinstance(v, (str, int, float)):
             raise ProtocolError(f"{source}: launch argument {k} must be a scalar, got {v!r}")
     jitter = float(typed("home_jitter", (int, float), 0.05))
-    return Protocol(name=name, task=task, policies={k: _resolve_path(v, base) for k, v in policies.items()},
-                    trials=trials, output=str(Path(typed("output", (str,))).expanduser().resolve()),
-                    interleaving=interleaving, seeds=seeds, time_limit_s=time_limit,
-                    use_sim=typed("use_sim", (bool,), True), calibration=_resolve_path(typed("calibration", (str,), ""), base),
-                    calibration_max_age_h=max_age, calibration_required=typed("calibration_required", (bool,), False),
-                    record=typed("record", (bool,), False), launch={k: str(v) for k, v in launch.items()},
-                    home_jitter=jitter)
+    return Protocol(
+        name=name,
+        task=task,
+        policies={k: _resolve_path(v, base) for k, v in policies.items()},
+        trials=trials,
+        output=str(Path(typed("output", (str,))).expanduser().resolve()),
+        interleaving=interleaving,
+        seeds=seeds,
+        time_limit_s=time_limit,
+        use_sim=typed("use_sim", (bool,), True),
+        calibration=_resolve_path(typed("calibration", (str,), ""), base),
+        calibration_max_age_h=max_age,
+        calibration_required=typed("calibration_required", (bool,), False),
+        record=typed("record", (bool,), False),
+        launch={k: str(v) for k, v in launch.items()},
+        home_jitter=jitter,
+    )
 
 
 def load_protocol(path: str | Path) -> Protocol:
@@ -221,11 +231,18 @@ def check_models(protocol: Protocol) -> dict[str, dict[str, Any]]:
         except ModelContractError as exc:
             raise ProtocolError(f"policy {name!r}: {exc}") from exc
         m = policy.metadata
-        out[name] = {"path": path, "sha256": sha256_file(path),
-                     "meta": {k: m.get(k) for k in ("sampler", "steps", "horizon", "n_obs_steps", "n_action_steps",
-                                                    "rate_hz", "obs_keys") if k in m},
-                     "training": {k: v for k, v in m.items() if k in ("gamma", "train", "config", "task", "seed",
-                                                                      "created", "git")}}
+        out[name] = {
+            "path": path,
+            "sha256": sha256_file(path),
+            "meta": {
+                k: m.get(k)
+                for k in ("sampler", "steps", "horizon", "n_obs_steps", "n_action_steps", "rate_hz", "obs_keys")
+                if k in m
+            },
+            "training": {
+                k: v for k, v in m.items() if k in ("gamma", "train", "config", "task", "seed", "created", "git")
+            },
+        }
     return out
 
 
@@ -233,8 +250,10 @@ def check_calibration(protocol: Protocol, now: Any = None) -> dict[str, Any] | N
     """Required on the robot (or when asked): missing, malformed or stale stops the protocol."""
     if not protocol.calibration:
         if protocol.needs_calibration:
-            raise ProtocolError("a calibration file is required (use_sim is false or calibration_required is set) "
-                                "but 'calibration' is empty")
+            raise ProtocolError(
+                "a calibration file is required (use_sim is false or calibration_required is set) "
+                "but 'calibration' is empty"
+            )
         return None
     from cdp_perception.calibration.result import CalibrationError, load
 
@@ -247,8 +266,13 @@ def check_calibration(protocol: Protocol, now: Any = None) -> dict[str, Any] | N
     stale = cal.stale_warning(protocol.calibration_max_age_h * 3600, now)
     if stale and protocol.needs_calibration:
         raise ProtocolError(f"stale calibration {protocol.calibration}: {stale}")
-    return {"path": protocol.calibration, "sha256": sha256_file(protocol.calibration), "date": cal.date.isoformat(),
-            "serial": cal.serial, "stale_warning": stale}
+    return {
+        "path": protocol.calibration,
+        "sha256": sha256_file(protocol.calibration),
+        "date": cal.date.isoformat(),
+        "serial": cal.serial,
+        "stale_warning": stale,
+    }
 
 
 def protocol_hash(protocol: Protocol, models: dict[str, dict[str, Any]], calibration: dict[str, Any] | None) -> str:
@@ -270,8 +294,20 @@ def software_versions(root: Path | None = None) -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for dist in ("cdp_core", "cdp_policy", "cdp_bringup", "safety_filter", "franka_driver", "cdp_sim", "cdp_eval",
-                 "onnxruntime", "franky-control", "pylibfranka", "franky-sim", "rclpy"):
+    for dist in (
+        "cdp_core",
+        "cdp_policy",
+        "cdp_bringup",
+        "safety_filter",
+        "franka_driver",
+        "cdp_sim",
+        "cdp_eval",
+        "onnxruntime",
+        "franky-control",
+        "pylibfranka",
+        "franky-sim",
+        "rclpy",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -287,8 +323,11 @@ def software_versions(root: Path | None = None) -> dict[str, str]:
                     ref = ref_path.read_text().strip()
                 else:
                     packed = parent / ".git" / "packed-refs"
-                    hit = [ln.split()[0] for ln in (packed.read_text().splitlines() if packed.is_file() else [])
-                           if ln.endswith(" " + ref[5:])]
+                    hit = [
+                        ln.split()[0]
+                        for ln in (packed.read_text().splitlines() if packed.is_file() else [])
+                        if ln.endswith(" " + ref[5:])
+                    ]
                     ref = hit[0] if hit else ref
             out["git_commit"] = ref
             break

@@ -48,9 +48,11 @@ class ResultsLog:
         self.rows = read_results(self.path)
         other = sorted({r.get("protocol_hash") for r in self.rows} - {protocol_hash}, key=str)
         if other:
-            raise ResultsError(f"{self.path} holds trials of another protocol (hash {other}, this one is "
-                               f"{protocol_hash}): the protocol, a model or the calibration changed. Use a new "
-                               "output folder, or move the old results away")
+            raise ResultsError(
+                f"{self.path} holds trials of another protocol (hash {other}, this one is "
+                f"{protocol_hash}): the protocol, a model or the calibration changed. Use a new "
+                "output folder, or move the old results away"
+            )
         self._repair_torn_tail()
 
     def _repair_torn_tail(self) -> None:

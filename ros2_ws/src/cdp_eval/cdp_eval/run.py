@@ -146,8 +146,10 @@ class TrialNode(EpisodeRunner):
         """Until the (re)started policy node reports ``model_path`` in diagnostics and serves enable."""
         t_end = time.monotonic() + timeout_s
         st = self.stack
-        while not (st.diag_time.get(POLICY_NODE, -1.0) > since
-                   and st.diagnostics.get(POLICY_NODE, {}).get("model") == model_path):
+        while not (
+            st.diag_time.get(POLICY_NODE, -1.0) > since
+            and st.diagnostics.get(POLICY_NODE, {}).get("model") == model_path
+        ):
             st.guard()
             if time.monotonic() > t_end:
                 raise StackError(f"policy node did not come up with {model_path} within {timeout_s} s")
@@ -163,8 +165,9 @@ class TrialNode(EpisodeRunner):
             time.sleep(0.05)
         return dict(self.stack.diagnostics.get(POLICY_NODE, {}))
 
-    def run_trial(self, trial: int, policy: str, seed: int, operator: Operator | None, log=print
-                  ) -> dict[str, Any] | None:
+    def run_trial(
+        self, trial: int, policy: str, seed: int, operator: Operator | None, log=print
+    ) -> dict[str, Any] | None:
         """One trial; its record, or None when the operator discards it (it will run again)."""
         proto, st = self.protocol, self.stack
         started = datetime.now(timezone.utc).isoformat()
@@ -183,8 +186,7 @@ class TrialNode(EpisodeRunner):
         if proto.use_sim:
             st.start_episode()
         if proto.record:
-            self.event("start", task=proto.task, policy=policy, trial=trial, seed=seed,
-                       model=proto.policies[policy])
+            self.event("start", task=proto.task, policy=policy, trial=trial, seed=seed, model=proto.policies[policy])
         limit = proto.time_limit_s or self.task.spec.time_limit_s
         self.success, self.chunks = False, 0
         self.interventions, self.chunk_latencies, self._seen_stamps = [], [], set()
@@ -217,8 +219,11 @@ class TrialNode(EpisodeRunner):
         if proto.use_sim:
             success, labelled_by = tts is not None, "simulation"
         else:
-            label = operator.ask(f"  trial ended ({ended_by}). Outcome? 's' success, 'f' failure, "
-                                 "'x' discard (re-run later), 'q' discard and stop:", ("s", "f", "x", "q"))
+            label = operator.ask(
+                f"  trial ended ({ended_by}). Outcome? 's' success, 'f' failure, "
+                "'x' discard (re-run later), 'q' discard and stop:",
+                ("s", "f", "x", "q"),
+            )
             if label in ("x", "q"):
                 if proto.record:
                     self.event("discard")
@@ -246,23 +251,33 @@ class TrialNode(EpisodeRunner):
                 return None
 
         return {
-            "trial": trial, "policy": policy, "seed": seed, "params": params,
+            "trial": trial,
+            "policy": policy,
+            "seed": seed,
+            "params": params,
             "outcome": "success" if success else ("aborted" if ended_by == "operator_abort" else "failure"),
-            "success": success, "ended_by": ended_by, "labelled_by": labelled_by,
+            "success": success,
+            "ended_by": ended_by,
+            "labelled_by": labelled_by,
             "final_error_mm": 1000 * self.tip_error if proto.use_sim and np.isfinite(self.tip_error) else None,
-            "time_to_success_s": tts, "time_limit_s": limit, "duration_s": t_end - t0,
+            "time_to_success_s": tts,
+            "time_limit_s": limit,
+            "duration_s": t_end - t0,
             "chunks": self.chunks,
-            "policy_latency_p50_ms": num("latency_p50_ms"), "policy_latency_p99_ms": num("latency_p99_ms"),
+            "policy_latency_p50_ms": num("latency_p50_ms"),
+            "policy_latency_p99_ms": num("latency_p99_ms"),
             "obs_to_chunk_p50_ms": float(np.median(latencies)) if len(latencies) else None,
             "obs_to_chunk_p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
             "missed_deadlines": num("missed_deadlines"),
-            "interventions": onsets, "intervention_messages": active,
+            "interventions": onsets,
+            "intervention_messages": active,
             "intervention_reasons": intervention_reasons(interventions),
             # The simulator shares the CPU with the nodes: a loaded machine slows every policy alike.
             "load_avg_1min": os.getloadavg()[0],
-            "mcap": mcap, "started_utc": started, "ended_utc": datetime.now(timezone.utc).isoformat(),
+            "mcap": mcap,
+            "started_utc": started,
+            "ended_utc": datetime.now(timezone.utc).isoformat(),
         }
-
 
 
 # --- the protocol ------------------------------------------------------------------------------------
@@ -272,32 +287,56 @@ def graph_specs(protocol: Protocol, first_model: str, out: Path) -> list[NodeSpe
         given["task"] = protocol.task
     specs = resolve(load_graph(), given)
     if protocol.record:
-        specs.append(NodeSpec(name="recorder_node", package="cdp_recorder", executable="recorder_node",
-                              module="cdp_recorder.node", required=False, start_delay_s=0.0, params_files=(),
-                              overrides={"output_dir": str(out / "recordings"),
-                                         **({"calibration_files": protocol.calibration} if protocol.calibration
-                                            else {})}))
+        specs.append(
+            NodeSpec(
+                name="recorder_node",
+                package="cdp_recorder",
+                executable="recorder_node",
+                module="cdp_recorder.node",
+                required=False,
+                start_delay_s=0.0,
+                params_files=(),
+                overrides={
+                    "output_dir": str(out / "recordings"),
+                    **({"calibration_files": protocol.calibration} if protocol.calibration else {}),
+                },
+            )
+        )
     return specs
 
 
-def run_protocol(protocol: Protocol, resume: bool = False, log: Callable[[str], None] = print,
-                 operator: Operator | None = None) -> int:
+def run_protocol(
+    protocol: Protocol, resume: bool = False, log: Callable[[str], None] = print, operator: Operator | None = None
+) -> int:
     """Run (or continue) a protocol; 0 when every trial is recorded. Raises ProtocolError before motion."""
     pre: Preflight = preflight(protocol)  # models and calibration: nothing has started yet
     out = Path(protocol.output)
     if (out / RESULTS_FILE).is_file() and read_results(out / RESULTS_FILE) and not resume:
-        raise ProtocolError(f"{out / RESULTS_FILE} already holds trials: pass --resume to continue them, "
-                            "or choose a new output folder")
+        raise ProtocolError(
+            f"{out / RESULTS_FILE} already holds trials: pass --resume to continue them, or choose a new output folder"
+        )
     results = ResultsLog(out, pre.protocol_hash)
     out.mkdir(parents=True, exist_ok=True)
     versions = software_versions()
-    (out / "protocol.json").write_text(json.dumps(
-        {"protocol_hash": pre.protocol_hash, "protocol": protocol.identity(), "output": protocol.output,
-         "models": pre.models, "calibration": pre.calibration, "software": versions}, indent=2))
+    (out / "protocol.json").write_text(
+        json.dumps(
+            {
+                "protocol_hash": pre.protocol_hash,
+                "protocol": protocol.identity(),
+                "output": protocol.output,
+                "models": pre.models,
+                "calibration": pre.calibration,
+                "software": versions,
+            },
+            indent=2,
+        )
+    )
     done = results.done()
     todo = [(i, p) for i, p in protocol.schedule() if (i, p) not in done]
-    log(f"protocol {protocol.name} ({pre.protocol_hash}): {len(protocol.schedule())} trials, "
-        f"{len(done)} already recorded, {len(todo)} to run")
+    log(
+        f"protocol {protocol.name} ({pre.protocol_hash}): {len(protocol.schedule())} trials, "
+        f"{len(done)} already recorded, {len(todo)} to run"
+    )
     if not todo:
         return 0
     if not protocol.use_sim and operator is None:
@@ -327,7 +366,7 @@ def run_protocol(protocol: Protocol, resume: bool = False, log: Callable[[str], 
         node.wait_for_stack(120.0)
         node.wait_for_policy(current, t_start - 1.0)
         node.stack.select_source("teleop")
-        for n, (trial, policy) in enumerate(todo):
+        for trial, policy in todo:
             path = protocol.policies[policy]
             if path != current:
                 node.stack.enable_policy(False)
@@ -340,14 +379,22 @@ def run_protocol(protocol: Protocol, resume: bool = False, log: Callable[[str], 
             if row is None:
                 log(f"trial {trial + 1} of {policy!r} discarded; it runs again on --resume")
                 continue
-            row.update({"model_sha256": pre.models[policy]["sha256"], "model_path": path,
-                        "calibration": pre.calibration, "software": versions})
+            row.update(
+                {
+                    "model_sha256": pre.models[policy]["sha256"],
+                    "model_path": path,
+                    "calibration": pre.calibration,
+                    "software": versions,
+                }
+            )
             results.append(row)
-            log(f"[{len(results.rows)}/{len(protocol.schedule())}] trial {trial + 1} {policy} seed {seed}: "
-                f"{row['outcome']}" + (f", final error {row['final_error_mm']:.1f} mm" if row["final_error_mm"]
-                                       is not None else "")
+            log(
+                f"[{len(results.rows)}/{len(protocol.schedule())}] trial {trial + 1} {policy} seed {seed}: "
+                f"{row['outcome']}"
+                + (f", final error {row['final_error_mm']:.1f} mm" if row["final_error_mm"] is not None else "")
                 + (f", {row['time_to_success_s']:.2f} s" if row["time_to_success_s"] is not None else "")
-                + f", {row['interventions']} interventions, policy p50 {row['policy_latency_p50_ms']} ms")
+                + f", {row['interventions']} interventions, policy p50 {row['policy_latency_p50_ms']} ms"
+            )
         code = 0
     except ProtocolStopped as exc:
         log(f"stopped: {exc}. Results so far are in {results.path}; --resume continues.")

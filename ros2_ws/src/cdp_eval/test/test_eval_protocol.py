@@ -17,8 +17,13 @@ TOY = ROOT / "models" / "default" / "toy_cdp.onnx"  # a 2-D toy task's model: do
 
 
 def base(tmp_path: Path, **over) -> dict:
-    d = {"name": "t", "task": "reach_precise", "policies": {"A": str(MODEL), "B": str(MODEL)}, "trials": 3,
-         "output": str(tmp_path / "out")}
+    d = {
+        "name": "t",
+        "task": "reach_precise",
+        "policies": {"A": str(MODEL), "B": str(MODEL)},
+        "trials": 3,
+        "output": str(tmp_path / "out"),
+    }
     d.update(over)
     return d
 
@@ -32,17 +37,20 @@ def test_schedule_interleaves_and_pairs_seeds(tmp_path):
     assert q.seeds == [5, 3, 11]
 
 
-@pytest.mark.parametrize("over, words", [
-    ({"trails": 3}, "unknown key"),
-    ({"trials": 0}, "trials"),
-    ({"trials": True}, "trials"),
-    ({"seeds": [1, 2]}, "2 seeds for 3 trials"),
-    ({"seeds": [1, 1, 2]}, "repeats"),
-    ({"interleaving": "AABB"}, "interleaving"),
-    ({"task": "stack_blocks"}, "unknown task"),
-    ({"policies": {}}, "policies"),
-    ({"launch": {"model": "x.onnx"}}, "set by the protocol"),
-])
+@pytest.mark.parametrize(
+    "over, words",
+    [
+        ({"trails": 3}, "unknown key"),
+        ({"trials": 0}, "trials"),
+        ({"trials": True}, "trials"),
+        ({"seeds": [1, 2]}, "2 seeds for 3 trials"),
+        ({"seeds": [1, 1, 2]}, "repeats"),
+        ({"interleaving": "AABB"}, "interleaving"),
+        ({"task": "stack_blocks"}, "unknown task"),
+        ({"policies": {}}, "policies"),
+        ({"launch": {"model": "x.onnx"}}, "set by the protocol"),
+    ],
+)
 def test_bad_protocols_are_refused_naming_the_field(tmp_path, over, words):
     with pytest.raises(ProtocolError, match=words):
         protocol_from_dict(base(tmp_path, **over))
@@ -62,8 +70,9 @@ def write(tmp_path: Path, d: dict) -> Path:
 
 
 def run_cli(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cdp_eval.run", str(path)], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "cdp_eval.run", str(path)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
 
 
 def test_model_not_fitting_the_task_stops_before_any_motion(tmp_path):
@@ -86,19 +95,36 @@ def test_missing_model_file_stops(tmp_path):
 
 def calibration(path: Path, age: dt.timedelta) -> Path:
     date = dt.datetime.now(dt.timezone.utc) - age
-    path.write_text(yaml.safe_dump({
-        "version": 1, "date": date.isoformat(), "camera": {"serial": "cam0", "width": 640, "height": 480},
-        "intrinsics": {"width": 640, "height": 480, "fx": 600.0, "fy": 600.0, "cx": 320.0, "cy": 240.0,
-                       "dist": [0.0] * 5},
-        "hand_eye": {"mode": "eye_to_hand", "transform": {"position": [1.0, 0.0, 0.8],
-                                                         "quat_xyzw": [0.0, 0.0, 0.0, 1.0]}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "date": date.isoformat(),
+                "camera": {"serial": "cam0", "width": 640, "height": 480},
+                "intrinsics": {
+                    "width": 640,
+                    "height": 480,
+                    "fx": 600.0,
+                    "fy": 600.0,
+                    "cx": 320.0,
+                    "cy": 240.0,
+                    "dist": [0.0] * 5,
+                },
+                "hand_eye": {
+                    "mode": "eye_to_hand",
+                    "transform": {"position": [1.0, 0.0, 0.8], "quat_xyzw": [0.0, 0.0, 0.0, 1.0]},
+                },
+            }
+        )
+    )
     return path
 
 
 def test_stale_calibration_stops_the_protocol_on_the_robot(tmp_path):
     cal = calibration(tmp_path / "cal.yaml", dt.timedelta(days=30))
-    d = base(tmp_path, use_sim=False, calibration=str(cal), calibration_max_age_h=24,
-             launch={"robot_ip": "127.0.8.250"})
+    d = base(
+        tmp_path, use_sim=False, calibration=str(cal), calibration_max_age_h=24, launch={"robot_ip": "127.0.8.250"}
+    )
     with pytest.raises(ProtocolError, match="stale calibration.*720.0 h old"):
         preflight(load_protocol(write(tmp_path, d)))
     res = run_cli(write(tmp_path, d))

@@ -24,14 +24,25 @@ def synthetic_rows(n: int = 20) -> list[dict]:
     rows = []
     for t in range(n):
         seed = 1000 + t
-        a_ok = t % 10 != 0             # A fails trials 0, 10
-        b_ok = t % 2 == 0              # B succeeds on even trials
+        a_ok = t % 10 != 0  # A fails trials 0, 10
+        b_ok = t % 2 == 0  # B succeeds on even trials
         for pol, ok, err in (("cdp", a_ok, 2.0 + t % 3), ("dp", b_ok, 6.0 + t % 5)):
-            rows.append({"trial": t, "policy": pol, "seed": seed, "success": ok,
-                         "outcome": "success" if ok else "failure", "final_error_mm": err,
-                         "time_to_success_s": 3.0 + 0.1 * t if ok else None, "policy_latency_p50_ms": 15.0,
-                         "policy_latency_p99_ms": 30.0 + t, "obs_to_chunk_p50_ms": 35.0, "interventions": t % 4,
-                         "intervention_messages": t % 7})
+            rows.append(
+                {
+                    "trial": t,
+                    "policy": pol,
+                    "seed": seed,
+                    "success": ok,
+                    "outcome": "success" if ok else "failure",
+                    "final_error_mm": err,
+                    "time_to_success_s": 3.0 + 0.1 * t if ok else None,
+                    "policy_latency_p50_ms": 15.0,
+                    "policy_latency_p99_ms": 30.0 + t,
+                    "obs_to_chunk_p50_ms": 35.0,
+                    "interventions": t % 4,
+                    "intervention_messages": t % 7,
+                }
+            )
     return rows
 
 
@@ -54,9 +65,22 @@ def test_report_from_synthetic_jsonl(tmp_path):
     log = ResultsLog(tmp_path, "h1")
     for r in synthetic_rows():
         log.append(r)
-    (tmp_path / "protocol.json").write_text(json.dumps({"protocol_hash": "h1", "protocol": {
-        "name": "synthetic", "task": "reach_precise", "policies": {"cdp": "a.onnx", "dp": "b.onnx"}, "trials": 20,
-        "interleaving": "ABAB", "time_limit_s": 8.0, "use_sim": True}}))
+    (tmp_path / "protocol.json").write_text(
+        json.dumps(
+            {
+                "protocol_hash": "h1",
+                "protocol": {
+                    "name": "synthetic",
+                    "task": "reach_precise",
+                    "policies": {"cdp": "a.onnx", "dp": "b.onnx"},
+                    "trials": 20,
+                    "interleaving": "ABAB",
+                    "time_limit_s": 8.0,
+                    "use_sim": True,
+                },
+            }
+        )
+    )
     md = write_report(tmp_path)
     text = md.read_text()
     for f in ("success.png", "per_trial.png", "paired.png"):
@@ -77,8 +101,9 @@ def test_partial_report_is_labelled(tmp_path):
     log = ResultsLog(tmp_path, "h1")
     for r in synthetic_rows(3):
         log.append(r)
-    (tmp_path / "protocol.json").write_text(json.dumps({"protocol": {"name": "p", "policies": {"cdp": "",
-                                                                                                "dp": ""}, "trials": 20}}))
+    (tmp_path / "protocol.json").write_text(
+        json.dumps({"protocol": {"name": "p", "policies": {"cdp": "", "dp": ""}, "trials": 20}})
+    )
     text = write_report(tmp_path, partial_note="stopped at the deadline").read_text()
     assert "**PARTIAL RESULTS**: 6 of 40 planned trials recorded. stopped at the deadline" in text
 

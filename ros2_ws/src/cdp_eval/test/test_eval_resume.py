@@ -46,10 +46,21 @@ def test_killed_protocol_resumes_without_repeating_or_losing_trials(tmp_path):
     shutil.copy(MODEL.with_suffix(".json"), copy.with_suffix(".json"))
     host = f"127.0.8.{random.Random(os.getpid()).randint(100, 199)}"
     protocol = tmp_path / "protocol.yaml"
-    protocol.write_text(yaml.safe_dump({
-        "name": "resume", "task": "reach_precise", "policies": {"A": str(MODEL), "B": str(copy)}, "trials": 2,
-        "interleaving": "ABAB", "seeds": [100005, 100003], "time_limit_s": 3.0, "output": str(tmp_path / "out"),
-        "launch": {"robot_ip": host}}))
+    protocol.write_text(
+        yaml.safe_dump(
+            {
+                "name": "resume",
+                "task": "reach_precise",
+                "policies": {"A": str(MODEL), "B": str(copy)},
+                "trials": 2,
+                "interleaving": "ABAB",
+                "seeds": [100005, 100003],
+                "time_limit_s": 3.0,
+                "output": str(tmp_path / "out"),
+                "launch": {"robot_ip": host},
+            }
+        )
+    )
     results = tmp_path / "out" / "results.jsonl"
     cmd = [sys.executable, "-m", "cdp_eval.run", str(protocol), "--no-report"]
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -80,7 +91,7 @@ def test_killed_protocol_resumes_without_repeating_or_losing_trials(tmp_path):
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     assert f"{len(kept)} already recorded, {4 - len(kept)} to run" in second.stdout
     lines = results.read_text().splitlines()
-    assert lines[:len(kept)] == kept  # recorded trials untouched
+    assert lines[: len(kept)] == kept  # recorded trials untouched
     rows = [json.loads(x) for x in lines]
     assert sorted((r["trial"], r["policy"]) for r in rows) == [(0, "A"), (0, "B"), (1, "A"), (1, "B")]
     assert all(r["seed"] == [100005, 100003][r["trial"]] for r in rows)

@@ -126,12 +126,16 @@ class CameraNode(Node):
         if c.board != "none":
             from .sim_camera import BoardMount, default_hand_board, default_table_board
 
-            board = BoardMount(mount="hand", mount_T_board=default_hand_board()) if c.board == "hand" else \
-                BoardMount(mount="world", mount_T_board=default_table_board())
+            board = (
+                BoardMount(mount="hand", mount_T_board=default_hand_board())
+                if c.board == "hand"
+                else BoardMount(mount="world", mount_T_board=default_table_board())
+            )
         self._scene = CameraScene(c.task, spec, board)
         self._renderer = SceneRenderer(self._scene.model, width=c.width, height=c.height)
-        self.source = SoftwareSource(spec.camera_matrix(), c.width, c.height, fps=max(1, int(round(c.sim_rate_hz))),
-                                     record_to=c.record_to)
+        self.source = SoftwareSource(
+            spec.camera_matrix(), c.width, c.height, fps=max(1, int(round(c.sim_rate_hz))), record_to=c.record_to
+        )
         self.create_subscription(JointState, names.JOINT_STATES, self._on_joints, 10)
         self.create_subscription(PoseStamped, c.truth_topic, self._on_truth, 10)
 
@@ -201,9 +205,17 @@ class CameraNode(Node):
         self._frames += 1
 
     def _diagnose(self) -> None:
-        self.diag_pub.publish(diagnostics.array(self._now(), diagnostics.status(
-            "camera_node", diagnostics.OK if self._frames else diagnostics.WARN,
-            "streaming" if self._frames else "no frames yet", {"source": self.config.source, "frames": self._frames})))
+        self.diag_pub.publish(
+            diagnostics.array(
+                self._now(),
+                diagnostics.status(
+                    "camera_node",
+                    diagnostics.OK if self._frames else diagnostics.WARN,
+                    "streaming" if self._frames else "no frames yet",
+                    {"source": self.config.source, "frames": self._frames},
+                ),
+            )
+        )
 
     def destroy_node(self) -> None:
         self._running = False

@@ -44,8 +44,9 @@ class PerceptionStats:
 class PerceivedTaskEnv:
     """An FR3TaskEnv whose task observation comes from the simulated camera and the object tracker."""
 
-    def __init__(self, env: Any, calibration: Calibration, plane_z: float | None = None,
-                 camera: CameraSpec | None = None):
+    def __init__(
+        self, env: Any, calibration: Calibration, plane_z: float | None = None, camera: CameraSpec | None = None
+    ):
         he = calibration.hand_eye
         if he is None:
             raise ValueError("perception in the loop needs a calibration with a hand-eye transform")
@@ -119,6 +120,7 @@ class PerceivedTaskEnv:
 
 # --- evaluation ----------------------------------------------------------------------------
 
+
 @dataclass
 class LoopConfig:
     task: str = "peg_insert"
@@ -138,8 +140,9 @@ def _scripted_episode(env: Any, seed: int) -> dict[str, Any]:
     truth = env.params
     key = next(iter(env.task.spec.task_obs))
     given = obs[key].astype(np.float64)
-    planned = task_params_from_pose(env.task.spec.name, given[:3],
-                                    given[3:7] if given.shape[0] >= 7 else np.array([0.0, 0.0, 0.0, 1.0]))
+    planned = task_params_from_pose(
+        env.task.spec.name, given[:3], given[3:7] if given.shape[0] >= 7 else np.array([0.0, 0.0, 0.0, 1.0])
+    )
     inner = getattr(env, "env", env)
     inner.params = {**truth, **planned}  # the plan sees only what it was told ...
     try:
@@ -152,8 +155,12 @@ def _scripted_episode(env: Any, seed: int) -> dict[str, Any]:
         if info["done"]:
             break
     err_mm = 1000 * env.task.tip_error(env.tip_position(), env.params)
-    return {"seed": seed, "success": bool(info["success"]), "final_error_mm": err_mm,
-            "time_to_success_s": env.time if info["success"] else None}
+    return {
+        "seed": seed,
+        "success": bool(info["success"]),
+        "final_error_mm": err_mm,
+        "time_to_success_s": env.time if info["success"] else None,
+    }
 
 
 _W: dict[str, Any] = {}
@@ -196,11 +203,23 @@ def _episode(seed: int) -> dict[str, Any]:
             from cdp_core.sim.evaluate import rollout, seeded_policy
 
             m = model.metadata
-            row = rollout(env, seeded_policy(model, seed), m["obs_keys"], m["n_obs_steps"], m["n_action_steps"],
-                          m["action_start_index"], seed)
+            row = rollout(
+                env,
+                seeded_policy(model, seed),
+                m["obs_keys"],
+                m["n_obs_steps"],
+                m["n_action_steps"],
+                m["action_start_index"],
+                seed,
+            )
     except ObjectNotSeen as exc:
-        row = {"seed": seed, "success": False, "final_error_mm": float("nan"), "time_to_success_s": None,
-               "failure": str(exc)}
+        row = {
+            "seed": seed,
+            "success": False,
+            "final_error_mm": float("nan"),
+            "time_to_success_s": None,
+            "failure": str(exc),
+        }
     if stats:
         errs = stats.errors_mm[n_err:]
         row["perception_error_mm_mean"] = float(np.mean(errs)) if errs else float("nan")
@@ -209,8 +228,9 @@ def _episode(seed: int) -> dict[str, Any]:
     return row
 
 
-def run_condition(cfg: LoopConfig, perception: bool, seeds: list[int], workers: int = 0,
-                  progress: bool = True) -> list[dict[str, Any]]:
+def run_condition(
+    cfg: LoopConfig, perception: bool, seeds: list[int], workers: int = 0, progress: bool = True
+) -> list[dict[str, Any]]:
     """Seeded episodes on ground truth (``perception`` False) or with perception in the loop."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -222,8 +242,9 @@ def run_condition(cfg: LoopConfig, perception: bool, seeds: list[int], workers: 
     if workers == 1:
         _init(cfg, perception)
         return [_episode(s) for s in tqdm(seeds, desc=desc, disable=not progress)]
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init,
-                             initargs=(cfg, perception)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_init, initargs=(cfg, perception)
+    ) as pool:
         return list(tqdm(pool.map(_episode, seeds), total=len(seeds), desc=desc, disable=not progress))
 
 
@@ -232,9 +253,13 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     wins = sum(r["success"] for r in rows)
     lo, hi = wilson_interval(wins, len(rows))
-    out: dict[str, Any] = {"episodes": len(rows), "success_rate": wins / len(rows), "ci95": [lo, hi],
-                           "final_error_mm_median": float(np.nanmedian([r["final_error_mm"] for r in rows])),
-                           "not_seen": sum("failure" in r for r in rows)}
+    out: dict[str, Any] = {
+        "episodes": len(rows),
+        "success_rate": wins / len(rows),
+        "ci95": [lo, hi],
+        "final_error_mm_median": float(np.nanmedian([r["final_error_mm"] for r in rows])),
+        "not_seen": sum("failure" in r for r in rows),
+    }
     if rows and "perception_error_mm_mean" in rows[0]:
         out["perception_error_mm_mean"] = float(np.nanmean([r["perception_error_mm_mean"] for r in rows]))
         out["perception_error_mm_max"] = float(np.nanmax([r["perception_error_mm_max"] for r in rows]))
@@ -255,8 +280,17 @@ def evaluate(cfg: LoopConfig, seeds: list[int], workers: int = 0, progress: bool
     truth = run_condition(cfg, False, seeds, workers, progress)
     perceived = run_condition(cfg, True, seeds, workers, progress)
     both = sum(a["success"] and b["success"] for a, b in zip(truth, perceived))
-    return {"config": asdict(cfg), "plane_z": resolve_plane_z(cfg), "seeds": seeds,
-            "ground_truth": summarize(truth), "perception": summarize(perceived),
-            "paired": {"both": both, "truth_only": sum(a["success"] for a in truth) - both,
-                       "perception_only": sum(b["success"] for b in perceived) - both},
-            "wall_s": time.perf_counter() - t0, "rows": {"ground_truth": truth, "perception": perceived}}
+    return {
+        "config": asdict(cfg),
+        "plane_z": resolve_plane_z(cfg),
+        "seeds": seeds,
+        "ground_truth": summarize(truth),
+        "perception": summarize(perceived),
+        "paired": {
+            "both": both,
+            "truth_only": sum(a["success"] for a in truth) - both,
+            "perception_only": sum(b["success"] for b in perceived) - both,
+        },
+        "wall_s": time.perf_counter() - t0,
+        "rows": {"ground_truth": truth, "perception": perceived},
+    }

@@ -43,8 +43,13 @@ class EstimatorConfig:
 
 
 class ObjectPoseEstimator:
-    def __init__(self, model: ObjectModel, camera_matrix: np.ndarray, dist_coeffs: np.ndarray,
-                 config: EstimatorConfig | None = None):
+    def __init__(
+        self,
+        model: ObjectModel,
+        camera_matrix: np.ndarray,
+        dist_coeffs: np.ndarray,
+        config: EstimatorConfig | None = None,
+    ):
         import cv2
 
         from .markers import aruco_dictionary
@@ -106,8 +111,9 @@ class ObjectPoseEstimator:
         return Detection(best[1], sorted({i for _, i in pairs}), best[0], obj, img)
 
 
-def fit_on_plane(det: Detection, base_T_cam: np.ndarray, camera_matrix: np.ndarray, dist_coeffs: np.ndarray,
-                 plane_z: float) -> np.ndarray:
+def fit_on_plane(
+    det: Detection, base_T_cam: np.ndarray, camera_matrix: np.ndarray, dist_coeffs: np.ndarray, plane_z: float
+) -> np.ndarray:
     """``base_T_object`` of an object resting flat at height ``plane_z``: only x, y and yaw are fitted.
 
     A free 6-DOF fit of markers 1 m away is weakest along the viewing ray (millimetres of depth
@@ -202,8 +208,14 @@ class TrackerStats:
 class ObjectTracker:
     """Image + capture time (+ TCP pose for eye-in-hand) -> filtered object pose in the base frame."""
 
-    def __init__(self, estimator: ObjectPoseEstimator, hand_eye: np.ndarray, eye_in_hand: bool,
-                 filter_config: FilterConfig | None = None, plane_z: float | None = None):
+    def __init__(
+        self,
+        estimator: ObjectPoseEstimator,
+        hand_eye: np.ndarray,
+        eye_in_hand: bool,
+        filter_config: FilterConfig | None = None,
+        plane_z: float | None = None,
+    ):
         """``plane_z``: the object rests flat at this height in the base frame (fit x, y, yaw only); None = free 6-DOF."""
         self.estimator = estimator
         self.plane_z = None if plane_z is None or not np.isfinite(plane_z) else float(plane_z)

@@ -8,10 +8,34 @@ Naming: ``a_T_b`` maps points expressed in frame ``b`` into frame ``a`` (``p_a =
 from __future__ import annotations
 
 import numpy as np
-from cdp_core.robot.rotations import (W_NON_NEGATIVE, make_transform, matrix_to_quat, matrix_to_rotvec,  # noqa: F401
-                                      pose_to_transform, quat_to_matrix, rotation_angle, rotvec_to_matrix)
-from cdp_core.robot.rotations import invert_transform as invert  # noqa: F401
+from cdp_core.robot.rotations import (
+    W_NON_NEGATIVE,
+    make_transform,
+    matrix_to_quat,
+    matrix_to_rotvec,
+    pose_to_transform,
+    quat_to_matrix,
+    rotation_angle,
+    rotvec_to_matrix,
+)
+from cdp_core.robot.rotations import invert_transform as invert
 from cdp_core.robot.rotations import transform_to_pose as _transform_to_pose
+
+__all__ = [
+    "average_rotations",
+    "invert",
+    "look_at",
+    "make_transform",
+    "matrix_to_quat",
+    "matrix_to_rotvec",
+    "pose_to_transform",
+    "quat_to_matrix",
+    "rotation_angle",
+    "rotvec_to_matrix",
+    "slerp",
+    "transform_error",
+    "transform_to_pose",
+]
 
 
 def transform_to_pose(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

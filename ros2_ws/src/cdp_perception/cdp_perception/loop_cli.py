@@ -19,29 +19,45 @@ from .calibration.result import CalibrationError
 
 
 def _table(res: dict) -> str:
-    lines = ["| object pose from | success | 95 % CI | final error (mm, median) | perception error (mm, mean / max) "
-             "| detection rate |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| object pose from | success | 95 % CI | final error (mm, median) | perception error (mm, mean / max) "
+        "| detection rate |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, key in (("ground truth", "ground_truth"), ("perception (camera + calibration)", "perception")):
         s = res[key]
-        perc = (f"{s['perception_error_mm_mean']:.2f} / {s['perception_error_mm_max']:.2f}"
-                if "perception_error_mm_mean" in s else "-")
+        perc = (
+            f"{s['perception_error_mm_mean']:.2f} / {s['perception_error_mm_max']:.2f}"
+            if "perception_error_mm_mean" in s
+            else "-"
+        )
         det = f"{s['detection_rate']:.2f}" if "detection_rate" in s else "-"
-        lines.append(f"| {name} | {s['success_rate']:.2f} | {s['ci95'][0]:.2f}-{s['ci95'][1]:.2f} "
-                     f"| {s['final_error_mm_median']:.1f} | {perc} | {det} |")
+        lines.append(
+            f"| {name} | {s['success_rate']:.2f} | {s['ci95'][0]:.2f}-{s['ci95'][1]:.2f} "
+            f"| {s['final_error_mm_median']:.1f} | {perc} | {det} |"
+        )
     p = res["paired"]
-    lines += ["", f"Paired over the same {len(res['seeds'])} seeds: both succeed {p['both']}, only ground truth "
-              f"{p['truth_only']}, only perception {p['perception_only']}."]
+    lines += [
+        "",
+        f"Paired over the same {len(res['seeds'])} seeds: both succeed {p['both']}, only ground truth "
+        f"{p['truth_only']}, only perception {p['perception_only']}.",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="cdp-perception-eval", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="cdp-perception-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--task", default="peg_insert")
     ap.add_argument("--policy", default="scripted", help="exported .onnx policy, or 'scripted'")
     ap.add_argument("--calibration", default="calibration/sim_eye_to_hand.yaml")
-    ap.add_argument("--plane-z", type=float, default=None,
-                    help="planar fit height (m); default: the object's resting height; nan: free 6-DOF")
+    ap.add_argument(
+        "--plane-z",
+        type=float,
+        default=None,
+        help="planar fit height (m); default: the object's resting height; nan: free 6-DOF",
+    )
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed", type=int, default=20_000, help="first episode seed")
     ap.add_argument("--workers", type=int, default=0)
@@ -68,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "perception_eval.json").write_text(json.dumps(res, indent=2))
-        head = (f"# {args.task}: perception in the loop vs ground truth\n\npolicy: `{args.policy}`, calibration: "
-                f"`{args.calibration}`, planar fit: {res['plane_z']}, {args.episodes} episodes from seed {args.seed}, "
-                f"{res['wall_s']:.0f} s wall.\n\n")
+        head = (
+            f"# {args.task}: perception in the loop vs ground truth\n\npolicy: `{args.policy}`, calibration: "
+            f"`{args.calibration}`, planar fit: {res['plane_z']}, {args.episodes} episodes from seed {args.seed}, "
+            f"{res['wall_s']:.0f} s wall.\n\n"
+        )
         (out / "perception_eval.md").write_text(head + table + "\n")
     return 0
 

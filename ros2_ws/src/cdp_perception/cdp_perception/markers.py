@@ -48,15 +48,18 @@ class BoardSpec:
     def board(self):
         import cv2
 
-        board = cv2.aruco.CharucoBoard((self.squares_x, self.squares_y), self.square_m, self.marker_m,
-                                       aruco_dictionary(self.dictionary))
+        board = cv2.aruco.CharucoBoard(
+            (self.squares_x, self.squares_y), self.square_m, self.marker_m, aruco_dictionary(self.dictionary)
+        )
         return board
 
     @property
     def size_m(self) -> tuple[float, float]:
         """(width, height) of the printed sheet including the quiet zone, metres."""
-        return ((self.squares_x + 2 * self.margin_squares) * self.square_m,
-                (self.squares_y + 2 * self.margin_squares) * self.square_m)
+        return (
+            (self.squares_x + 2 * self.margin_squares) * self.square_m,
+            (self.squares_y + 2 * self.margin_squares) * self.square_m,
+        )
 
     @property
     def marker_ids(self) -> list[int]:
@@ -146,14 +149,20 @@ def object_model(task: str) -> ObjectModel:
         # Four 60 mm markers lie on the table around it, 110 mm from the hole's axis: nothing of the
         # fixture's geometry changes, and the peg coming from above never covers more than one.
         z = -0.06 + 0.0005
-        markers = tuple(MarkerSpec(20 + i, 0.06, _flat(0.11 * np.cos(a), 0.11 * np.sin(a), z))
-                        for i, a in enumerate(np.arange(4) * np.pi / 2))
-        return ObjectModel("peg_insert", markers, body="task_fixture", body_T_object=_flat(0.0, 0.0, 0.06),
-                           resting_z=0.06)
+        markers = tuple(
+            MarkerSpec(20 + i, 0.06, _flat(0.11 * np.cos(a), 0.11 * np.sin(a), z))
+            for i, a in enumerate(np.arange(4) * np.pi / 2)
+        )
+        return ObjectModel(
+            "peg_insert", markers, body="task_fixture", body_T_object=_flat(0.0, 0.0, 0.06), resting_z=0.06
+        )
     if task == "reach_precise":
         # Target in free space: a card of four 40 mm markers 30 mm below it and 80 mm towards +x
         # (towards a camera in front of the robot), so the hand coming from above hides at most one.
         offsets = ((0.055, 0.03), (0.055, -0.03), (0.115, 0.03), (0.115, -0.03))
-        return ObjectModel("reach_precise", tuple(MarkerSpec(30 + i, 0.04, _flat(x, y, -0.03))
-                                                  for i, (x, y) in enumerate(offsets)), body="task_target")
+        return ObjectModel(
+            "reach_precise",
+            tuple(MarkerSpec(30 + i, 0.04, _flat(x, y, -0.03)) for i, (x, y) in enumerate(offsets)),
+            body="task_target",
+        )
     raise ValueError(f"no marker layout for task {task!r}; known: peg_insert, reach_precise")

@@ -60,8 +60,10 @@ class PerceptionNode(Node):
         super().__init__("perception_node", **kwargs)
         self.config = c = declare_dataclass(self, PerceptionConfig)
         if not c.calibration_file:
-            raise CalibrationError("no calibration_file given: perception needs the camera intrinsics and hand-eye "
-                                   "calibration (run cdp-calibrate)")
+            raise CalibrationError(
+                "no calibration_file given: perception needs the camera intrinsics and hand-eye "
+                "calibration (run cdp-calibrate)"
+            )
         self.calibration = load(c.calibration_file)
         he = self.calibration.hand_eye
         assert he is not None  # load() requires it
@@ -69,11 +71,19 @@ class PerceptionNode(Node):
         if self.stale:
             self.get_logger().warning(self.stale)
         intr = self.calibration.intrinsics
-        est = ObjectPoseEstimator(object_model(c.task), intr.camera_matrix, intr.dist_coeffs,
-                                  EstimatorConfig(max_reprojection_px=c.max_reprojection_px))
-        self.tracker = ObjectTracker(est, he.transform, he.mode == "eye_in_hand",
-                                     FilterConfig(c.smoothing_alpha, c.outlier_m, c.outlier_deg, c.reset_after),
-                                     plane_z=c.plane_z)
+        est = ObjectPoseEstimator(
+            object_model(c.task),
+            intr.camera_matrix,
+            intr.dist_coeffs,
+            EstimatorConfig(max_reprojection_px=c.max_reprojection_px),
+        )
+        self.tracker = ObjectTracker(
+            est,
+            he.transform,
+            he.mode == "eye_in_hand",
+            FilterConfig(c.smoothing_alpha, c.outlier_m, c.outlier_deg, c.reset_after),
+            plane_z=c.plane_z,
+        )
         self.pose_pub = self.create_publisher(PoseStamped, c.output_topic, 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
         self._tcp: collections.deque = collections.deque(maxlen=400)
@@ -86,9 +96,11 @@ class PerceptionNode(Node):
         self._size_error = ""
         self._published = 0
         self.create_timer(c.diagnostics_period_s, self._diagnose)
-        self.get_logger().info(f"perception: {he.mode} calibration from {self.calibration.date.isoformat()} "
-                               f"({he.method}), tracking {c.task} markers -> {c.output_topic}"
-                               + ("" if np.isnan(c.plane_z) else f", resting on z = {c.plane_z:.4f} m"))
+        self.get_logger().info(
+            f"perception: {he.mode} calibration from {self.calibration.date.isoformat()} "
+            f"({he.method}), tracking {c.task} markers -> {c.output_topic}"
+            + ("" if np.isnan(c.plane_z) else f", resting on z = {c.plane_z:.4f} m")
+        )
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -108,8 +120,9 @@ class PerceptionNode(Node):
         stamp = time_to_sec(msg.header.stamp)
         intr = self.calibration.intrinsics
         if (msg.width, msg.height) != (intr.width, intr.height):
-            self._size_error = (f"image is {msg.width}x{msg.height} but the calibration is for "
-                                f"{intr.width}x{intr.height}")
+            self._size_error = (
+                f"image is {msg.width}x{msg.height} but the calibration is for {intr.width}x{intr.height}"
+            )
             return
         try:
             img = msg_to_image(msg)
@@ -141,13 +154,26 @@ class PerceptionNode(Node):
             level, msg = diagnostics.WARN, self.stale
         elif s.frames and not self._published:
             level, msg = diagnostics.WARN, "object not detected"
-        self.diag_pub.publish(diagnostics.array(self._now(), diagnostics.status(
-            "perception_node", level, msg,
-            {"frames": s.frames, "detections": s.detections, "published": self._published,
-             "rejected_outliers": s.rejected,
-             "latency_median_ms": float(np.median(lat) * 1000), "latency_p95_ms": float(np.percentile(lat, 95) * 1000),
-             "processing_median_ms": float(np.median(proc) * 1000),
-             "calibration_age_h": self.calibration.age_s() / 3600.0})))
+        self.diag_pub.publish(
+            diagnostics.array(
+                self._now(),
+                diagnostics.status(
+                    "perception_node",
+                    level,
+                    msg,
+                    {
+                        "frames": s.frames,
+                        "detections": s.detections,
+                        "published": self._published,
+                        "rejected_outliers": s.rejected,
+                        "latency_median_ms": float(np.median(lat) * 1000),
+                        "latency_p95_ms": float(np.percentile(lat, 95) * 1000),
+                        "processing_median_ms": float(np.median(proc) * 1000),
+                        "calibration_age_h": self.calibration.age_s() / 3600.0,
+                    },
+                ),
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,8 +57,16 @@ def _frame_from(color, fallback_stamp: float) -> Frame:
 class LiveSource:
     """A RealSense camera by serial number, colour only, fixed exposure and white balance."""
 
-    def __init__(self, serial: str = "", width: int = 640, height: int = 480, fps: int = 30,
-                 exposure_us: float = 0.0, white_balance_k: float = 0.0, record_to: str = ""):
+    def __init__(
+        self,
+        serial: str = "",
+        width: int = 640,
+        height: int = 480,
+        fps: int = 30,
+        exposure_us: float = 0.0,
+        white_balance_k: float = 0.0,
+        record_to: str = "",
+    ):
         rs = _rs()
         self._rs = rs
         self.pipeline = rs.pipeline()
@@ -71,7 +79,9 @@ class LiveSource:
         try:
             profile = self.pipeline.start(cfg)
         except RuntimeError as exc:
-            raise CameraError(f"no RealSense {serial or '(any serial)'} streaming colour {width}x{height}@{fps}: {exc}") from None
+            raise CameraError(
+                f"no RealSense {serial or '(any serial)'} streaming colour {width}x{height}@{fps}: {exc}"
+            ) from None
         sensor = profile.get_device().first_color_sensor()
         self._set(sensor, rs.option.global_time_enabled, 1.0)
         # Auto exposure / white balance make collection and evaluation see different images.
@@ -135,8 +145,15 @@ class SoftwareSource:
     later by :class:`PlaybackSource` exactly like a recording of a real camera.
     """
 
-    def __init__(self, camera_matrix: np.ndarray, width: int, height: int, fps: int = 10,
-                 serial: str = "cdp-sim-camera", record_to: str = ""):
+    def __init__(
+        self,
+        camera_matrix: np.ndarray,
+        width: int,
+        height: int,
+        fps: int = 10,
+        serial: str = "cdp-sim-camera",
+        record_to: str = "",
+    ):
         rs = _rs()
         self._rs = rs
         self.width, self.height = int(width), int(height)

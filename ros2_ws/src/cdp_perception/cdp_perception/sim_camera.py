@@ -90,21 +90,50 @@ def _wxyz(r: np.ndarray) -> np.ndarray:
 
 
 def _body(parent: ET.Element, name: str, parent_T_body: np.ndarray) -> ET.Element:
-    return ET.SubElement(parent, "body", name=name, pos=_fmt(parent_T_body[:3, 3]), quat=_fmt(_wxyz(parent_T_body[:3, :3])))
+    return ET.SubElement(
+        parent, "body", name=name, pos=_fmt(parent_T_body[:3, 3]), quat=_fmt(_wxyz(parent_T_body[:3, :3]))
+    )
 
 
 #: A MuJoCo plane shows its 2D texture with image column u along +x and image row v along -y,
 #: seen from +z (checked by test_perception_sim's marker pose test). A "sheet" frame here is
 #: the printed image's frame: origin at its centre, x along u, y along -v, z out of the paper,
 #: which is the plane geom's own frame.
-def _add_sheet(parent: ET.Element, asset: ET.Element, name: str, image_file: str, parent_T_sheet: np.ndarray,
-               half_w: float, half_h: float) -> None:
+def _add_sheet(
+    parent: ET.Element,
+    asset: ET.Element,
+    name: str,
+    image_file: str,
+    parent_T_sheet: np.ndarray,
+    half_w: float,
+    half_h: float,
+) -> None:
     ET.SubElement(asset, "texture", name=f"{name}_tex", type="2d", file=image_file)
-    ET.SubElement(asset, "material", name=f"{name}_mat", texture=f"{name}_tex", texrepeat="1 1",
-                  texuniform="false", specular="0", shininess="0", reflectance="0")
-    ET.SubElement(parent, "geom", name=name, type="box", size=f"{half_w:.9g} {half_h:.9g} 0.0005",
-                  material=f"{name}_mat", pos=_fmt(parent_T_sheet[:3, 3]), quat=_fmt(_wxyz(parent_T_sheet[:3, :3])),
-                  contype="0", conaffinity="0", group="1", mass="0")
+    ET.SubElement(
+        asset,
+        "material",
+        name=f"{name}_mat",
+        texture=f"{name}_tex",
+        texrepeat="1 1",
+        texuniform="false",
+        specular="0",
+        shininess="0",
+        reflectance="0",
+    )
+    ET.SubElement(
+        parent,
+        "geom",
+        name=name,
+        type="box",
+        size=f"{half_w:.9g} {half_h:.9g} 0.0005",
+        material=f"{name}_mat",
+        pos=_fmt(parent_T_sheet[:3, 3]),
+        quat=_fmt(_wxyz(parent_T_sheet[:3, :3])),
+        contype="0",
+        conaffinity="0",
+        group="1",
+        mass="0",
+    )
 
 
 def _png(img: np.ndarray) -> bytes:
@@ -185,8 +214,15 @@ class CameraScene:
                 fname = f"cdp_marker_{m.marker_id}.png"
                 assets[fname] = _png(marker_image(m.marker_id, self.object.dictionary))
                 half = m.size_m * sheet_scale() / 2
-                _add_sheet(body, asset, f"cdp_marker_{m.marker_id}", fname,
-                           self.object.body_T_object @ m.object_T_marker, half, half)
+                _add_sheet(
+                    body,
+                    asset,
+                    f"cdp_marker_{m.marker_id}",
+                    fname,
+                    self.object.body_T_object @ m.object_T_marker,
+                    half,
+                    half,
+                )
 
         if board is not None:
             parent = hand if board.mount == "hand" else worldbody
@@ -286,8 +322,9 @@ def task_params_from_pose(task: str, position: np.ndarray, quat_xyzw: np.ndarray
 class SceneRenderer:
     """Offscreen RGB renders of (model, data) through one named camera (OSMesa on headless machines)."""
 
-    def __init__(self, model: Any, camera: str = CAMERA_NAME, width: int = 640, height: int = 480,
-                 shadows: bool = False):
+    def __init__(
+        self, model: Any, camera: str = CAMERA_NAME, width: int = 640, height: int = 480, shadows: bool = False
+    ):
         use_offscreen_gl()
         import mujoco
 

@@ -29,9 +29,11 @@ def eye_in_hand():
 
 def test_intrinsics_match_the_rendering_camera(eye_to_hand):
     k, kt = eye_to_hand.calibration.intrinsics.camera_matrix, eye_to_hand.true_camera_matrix
-    print(f"\nintrinsics: fx {k[0, 0]:.2f}/{kt[0, 0]:.2f} fy {k[1, 1]:.2f}/{kt[1, 1]:.2f} "
-          f"cx {k[0, 2]:.2f}/{kt[0, 2]:.2f} cy {k[1, 2]:.2f}/{kt[1, 2]:.2f} (estimated/true), "
-          f"RMS {eye_to_hand.calibration.intrinsics.rms_px:.3f} px")
+    print(
+        f"\nintrinsics: fx {k[0, 0]:.2f}/{kt[0, 0]:.2f} fy {k[1, 1]:.2f}/{kt[1, 1]:.2f} "
+        f"cx {k[0, 2]:.2f}/{kt[0, 2]:.2f} cy {k[1, 2]:.2f}/{kt[1, 2]:.2f} (estimated/true), "
+        f"RMS {eye_to_hand.calibration.intrinsics.rms_px:.3f} px"
+    )
     assert abs(k[0, 0] / kt[0, 0] - 1) < 0.01 and abs(k[1, 1] / kt[1, 1] - 1) < 0.01
     assert abs(k[0, 2] - kt[0, 2]) < 5.0 and abs(k[1, 2] - kt[1, 2]) < 5.0
     assert eye_to_hand.calibration.intrinsics.rms_px < 1.0
@@ -39,9 +41,11 @@ def test_intrinsics_match_the_rendering_camera(eye_to_hand):
 
 def test_eye_to_hand_extrinsic_error(eye_to_hand):
     r = eye_to_hand.calibration.hand_eye.residuals
-    print(f"\neye-to-hand base_T_cam error: {eye_to_hand.hand_eye_error_mm:.2f} mm, "
-          f"{eye_to_hand.hand_eye_error_deg:.3f} deg ({eye_to_hand.hand_eye_views} views); closed form alone "
-          f"{r['sim_truth_closed_form_error_mm']:.2f} mm, {r['sim_truth_closed_form_error_deg']:.3f} deg")
+    print(
+        f"\neye-to-hand base_T_cam error: {eye_to_hand.hand_eye_error_mm:.2f} mm, "
+        f"{eye_to_hand.hand_eye_error_deg:.3f} deg ({eye_to_hand.hand_eye_views} views); closed form alone "
+        f"{r['sim_truth_closed_form_error_mm']:.2f} mm, {r['sim_truth_closed_form_error_deg']:.3f} deg"
+    )
     assert eye_to_hand.hand_eye_error_mm < 1.0
     assert eye_to_hand.hand_eye_error_deg < 0.1
     # the joint refinement is what gets the millimetre: it must beat the closed form it starts from
@@ -49,8 +53,10 @@ def test_eye_to_hand_extrinsic_error(eye_to_hand):
 
 
 def test_eye_in_hand_extrinsic_error(eye_in_hand):
-    print(f"\neye-in-hand tcp_T_cam error: {eye_in_hand.hand_eye_error_mm:.2f} mm, "
-          f"{eye_in_hand.hand_eye_error_deg:.3f} deg ({eye_in_hand.hand_eye_views} views)")
+    print(
+        f"\neye-in-hand tcp_T_cam error: {eye_in_hand.hand_eye_error_mm:.2f} mm, "
+        f"{eye_in_hand.hand_eye_error_deg:.3f} deg ({eye_in_hand.hand_eye_views} views)"
+    )
     assert eye_in_hand.hand_eye_error_mm < 1.0
     assert eye_in_hand.hand_eye_error_deg < 0.1
 
@@ -90,13 +96,16 @@ def test_yaml_round_trip_and_stale_warning(tmp_path, eye_to_hand):
     assert "old" in cal.stale_warning(3600, now=later)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.pop("hand_eye"), "no 'hand_eye'"),
-    (lambda d: d["hand_eye"]["transform"].update(quat_xyzw=[0, 0, 0, 0.5]), "unit quaternion"),
-    (lambda d: d["intrinsics"].update(fx="abc"), "'fx' is not a number"),
-    (lambda d: d["hand_eye"].update(mode="on_the_table"), "'mode' must be one of"),
-    (lambda d: d.update(date="yesterday"), "ISO 8601"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.pop("hand_eye"), "no 'hand_eye'"),
+        (lambda d: d["hand_eye"]["transform"].update(quat_xyzw=[0, 0, 0, 0.5]), "unit quaternion"),
+        (lambda d: d["intrinsics"].update(fx="abc"), "'fx' is not a number"),
+        (lambda d: d["hand_eye"].update(mode="on_the_table"), "'mode' must be one of"),
+        (lambda d: d.update(date="yesterday"), "ISO 8601"),
+    ],
+)
 def test_malformed_calibration_refused(tmp_path, eye_to_hand, edit, message):
     import yaml
 

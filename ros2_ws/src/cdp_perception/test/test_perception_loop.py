@@ -37,9 +37,11 @@ def test_scripted_insertion_succeeds_with_perception(env):
     try:
         row = _scripted_episode(penv, SEED)
         truth = env.task.task_observation(env.params)["hole_pose"]
-        print(f"\nperception in the loop: success {row['success']}, pose error mean "
-              f"{np.mean(penv.stats.errors_mm):.2f} mm max {np.max(penv.stats.errors_mm):.2f} mm over "
-              f"{penv.stats.detections}/{penv.stats.frames} frames")
+        print(
+            f"\nperception in the loop: success {row['success']}, pose error mean "
+            f"{np.mean(penv.stats.errors_mm):.2f} mm max {np.max(penv.stats.errors_mm):.2f} mm over "
+            f"{penv.stats.detections}/{penv.stats.frames} frames"
+        )
         assert penv.stats.detections >= 0.9 * penv.stats.frames  # the peg and arm hide at most one marker
         assert max(penv.stats.errors_mm) < 2.0
         assert penv.perceived is not None and not np.array_equal(penv.perceived, truth)  # it really is perceived

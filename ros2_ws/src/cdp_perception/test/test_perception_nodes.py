@@ -49,8 +49,11 @@ def _truth_calibration(path, cam: CameraSpec) -> str:
     """The simulated camera's exact intrinsics and pose (the robot base is at the world origin)."""
     import datetime as dt
 
-    cal = Calibration(Intrinsics(cam.width, cam.height, cam.camera_matrix(), np.zeros(5), "ground truth", 0.0, 0),
-                      HandEye("eye_to_hand", cam.mount_T_cam, "ground truth"), dt.datetime.now(dt.timezone.utc))
+    cal = Calibration(
+        Intrinsics(cam.width, cam.height, cam.camera_matrix(), np.zeros(5), "ground truth", 0.0, 0),
+        HandEye("eye_to_hand", cam.mount_T_cam, "ground truth"),
+        dt.datetime.now(dt.timezone.utc),
+    )
     return str(cal.save(path))
 
 
@@ -62,12 +65,23 @@ def test_sim_camera_and_perception_publish_object_pose(ros_context, tmp_path):
     cam = CameraSpec(width=640, height=480)
     cal = _truth_calibration(tmp_path / "cal.yaml", cam)
     truth_topic, out_topic = "/test/object_truth", "/test/object_pose"
-    camera = CameraNode("sim", context=ctx, parameter_overrides=[
-        Parameter("task", value="peg_insert"), Parameter("sim_rate_hz", value=4.0),
-        Parameter("truth_topic", value=truth_topic)])
-    perception = PerceptionNode(context=ctx, parameter_overrides=[
-        Parameter("calibration_file", value=cal), Parameter("task", value="peg_insert"),
-        Parameter("output_topic", value=out_topic)])
+    camera = CameraNode(
+        "sim",
+        context=ctx,
+        parameter_overrides=[
+            Parameter("task", value="peg_insert"),
+            Parameter("sim_rate_hz", value=4.0),
+            Parameter("truth_topic", value=truth_topic),
+        ],
+    )
+    perception = PerceptionNode(
+        context=ctx,
+        parameter_overrides=[
+            Parameter("calibration_file", value=cal),
+            Parameter("task", value="peg_insert"),
+            Parameter("output_topic", value=out_topic),
+        ],
+    )
     rig = rclpy.create_node("perception_test_rig", context=ctx)
     images: list[Image] = []
     poses: list[PoseStamped] = []
@@ -105,11 +119,13 @@ def test_sim_camera_and_perception_publish_object_pose(ros_context, tmp_path):
     print(f"\nnode chain: object position error {err_mm:.2f} mm, frame {poses[-1].header.frame_id}")
     assert poses[-1].header.frame_id == names.BASE_FRAME
     assert err_mm < 5.0
+
     # stamped with the capture time: the joint-state time the frame was rendered for, not the publish time
     # (float seconds -> ns -> float: compare within a microsecond, not by rounding, which can
     # split a value sitting on a rounding boundary)
     def was_sent(t: float) -> bool:
         return any(abs(t - s) < 2e-6 for s in sent_stamps)
+
     assert was_sent(stamp)
     assert images and all(was_sent(time_to_sec(i.header.stamp)) for i in images)
 

@@ -27,8 +27,9 @@ def calibration():
     return calibrate_in_simulation("eye_to_hand", intrinsic_views=24, hand_eye_views=16, seed=0).calibration
 
 
-@pytest.mark.parametrize("task, plane_z, limit_mm", [("peg_insert", None, 6.0), ("peg_insert", 0.06, 1.2),
-                                                     ("reach_precise", None, 6.0)])
+@pytest.mark.parametrize(
+    "task, plane_z, limit_mm", [("peg_insert", None, 6.0), ("peg_insert", 0.06, 1.2), ("reach_precise", None, 6.0)]
+)
 def test_object_pose_error_with_calibrated_camera(calibration, task, plane_z, limit_mm):
     cam = CameraSpec()  # the same camera that was calibrated (default eye-to-hand pose)
     scene = CameraScene(task, cam)
@@ -42,16 +43,22 @@ def test_object_pose_error_with_calibrated_camera(calibration, task, plane_z, li
         scene.forward()
         img = renderer.render(scene.data)
         # a fresh tracker per placement: the error of one image, not of a smoothed sequence
-        tracker = ObjectTracker(ObjectPoseEstimator(scene.object, intr.camera_matrix, intr.dist_coeffs),
-                                calibration.hand_eye.transform, eye_in_hand=False, plane_z=plane_z)
+        tracker = ObjectTracker(
+            ObjectPoseEstimator(scene.object, intr.camera_matrix, intr.dist_coeffs),
+            calibration.hand_eye.transform,
+            eye_in_hand=False,
+            plane_z=plane_z,
+        )
         tracked = tracker.update(img, 0.0)
         assert tracked is not None, f"{task}: object not detected for {params}"
         e_m, e_deg = transform_error(tracked.base_T_object, scene.base_T_object())
         errors.append(e_m * 1000)
         deg.append(e_deg)
     renderer.close()
-    print(f"\n{task} ({'free 6-DOF' if plane_z is None else f'on the plane z = {plane_z}'}): object position error mean {np.mean(errors):.2f} mm, max {np.max(errors):.2f} mm; "
-          f"orientation mean {np.mean(deg):.2f} deg")
+    print(
+        f"\n{task} ({'free 6-DOF' if plane_z is None else f'on the plane z = {plane_z}'}): object position error mean {np.mean(errors):.2f} mm, max {np.max(errors):.2f} mm; "
+        f"orientation mean {np.mean(deg):.2f} deg"
+    )
     assert np.max(errors) < limit_mm
 
 

@@ -37,13 +37,23 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     runners = {}
     for k in sorted({1, args.samples}):
-        runners[k] = PolicyRunner(PolicyConfig(model_path=args.model, n_action_steps=1, dispersion_samples=k,
-                                               intra_op_threads=args.threads, providers=tuple(args.providers),
-                                               max_obs_age_s=1e9, seed=0))
+        runners[k] = PolicyRunner(
+            PolicyConfig(
+                model_path=args.model,
+                n_action_steps=1,
+                dispersion_samples=k,
+                intra_op_threads=args.threads,
+                providers=tuple(args.providers),
+                max_obs_age_s=1e9,
+                seed=0,
+            )
+        )
     r0 = next(iter(runners.values()))
     m = r0.metadata
-    print(f"model {args.model}: {m['sampler']} x {m['steps']} steps, obs {m['n_obs_steps']} x {m['obs_dim']}, "
-          f"chunk {m['horizon']} x {m['action_dim']}; provider {r0.provider}; intra-op threads {args.threads}")
+    print(
+        f"model {args.model}: {m['sampler']} x {m['steps']} steps, obs {m['n_obs_steps']} x {m['obs_dim']}, "
+        f"chunk {m['horizon']} x {m['action_dim']}; provider {r0.provider}; intra-op threads {args.threads}"
+    )
     rng = np.random.default_rng(0)
     infer = {k: [] for k in runners}
     whole = {k: [] for k in runners}
@@ -59,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                 whole[k].append(elapsed)
     for k in runners:
         a, b = 1000 * np.array(infer[k]), 1000 * np.array(whole[k])
-        print(f"K={k:<3d} inference median {np.median(a):.3f} ms  p99 {np.percentile(a, 99):.3f} ms | "
-              f"tick() median {np.median(b):.3f} ms  p99 {np.percentile(b, 99):.3f} ms  ({len(a)} ticks)")
+        print(
+            f"K={k:<3d} inference median {np.median(a):.3f} ms  p99 {np.percentile(a, 99):.3f} ms | "
+            f"tick() median {np.median(b):.3f} ms  p99 {np.percentile(b, 99):.3f} ms  ({len(a)} ticks)"
+        )
     if len(runners) == 2:
         ratio = np.median(infer[args.samples]) / np.median(infer[1])
         print(f"K={args.samples} / K=1 median inference ratio: {ratio:.2f}")

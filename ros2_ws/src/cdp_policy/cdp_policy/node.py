@@ -41,7 +41,7 @@ NODE_NAME = "policy_node"
 def decision_to_msg(d: ChunkDecision) -> JointTrajectory:
     """Stamp = observation time; point k keeps time_from_start k * dt, late points left out."""
     msg = chunk_to_msg(d.t_obs, d.dt, d.chunk)
-    msg.points = msg.points[d.first_index:]
+    msg.points = msg.points[d.first_index :]
     return msg
 
 
@@ -58,7 +58,8 @@ class PolicyNode(Node):
         self.get_logger().info(
             f"loaded {self.cfg.model_path} on {r.provider}: obs {r.metadata['obs_keys']} x {r.metadata['n_obs_steps']}, "
             f"{r.rate_hz:g} Hz, {r.n_exec} of {r.horizon} actions per chunk from index {r.start}, "
-            f"{self.cfg.dispersion_samples} draws")
+            f"{self.cfg.dispersion_samples} draws"
+        )
 
         # The runner's tick and enable/disable must not interleave (reset mid-inference).
         self._lock = threading.Lock()
@@ -70,12 +71,15 @@ class PolicyNode(Node):
         control = MutuallyExclusiveCallbackGroup()
         services = MutuallyExclusiveCallbackGroup()
         # Sensor-data QoS (best effort) matches both reliable and best-effort publishers.
-        self.create_subscription(JointState, names.JOINT_STATES, self._on_joint_state, qos_profile_sensor_data,
-                                 callback_group=inputs)
-        self.create_subscription(PoseStamped, names.EE_POSE, self._on_ee_pose, qos_profile_sensor_data,
-                                 callback_group=inputs)
-        self.create_subscription(PoseStamped, names.OBJECT_POSE, self._on_object_pose, qos_profile_sensor_data,
-                                 callback_group=inputs)
+        self.create_subscription(
+            JointState, names.JOINT_STATES, self._on_joint_state, qos_profile_sensor_data, callback_group=inputs
+        )
+        self.create_subscription(
+            PoseStamped, names.EE_POSE, self._on_ee_pose, qos_profile_sensor_data, callback_group=inputs
+        )
+        self.create_subscription(
+            PoseStamped, names.OBJECT_POSE, self._on_object_pose, qos_profile_sensor_data, callback_group=inputs
+        )
         reliable = QoSProfile(depth=10)
         self.chunk_pub = self.create_publisher(JointTrajectory, names.POLICY_CHUNK, reliable)
         self.scale_pub = self.create_publisher(Float64, names.SAFETY_SPEED_SCALE, reliable)
@@ -166,8 +170,10 @@ class PolicyNode(Node):
         if enabled and reason:
             level, message = diagnostics.WARN, reason
         elif enabled and float(values["speed_scale"]) < 1.0:
-            level, message = diagnostics.WARN, f"dispersion {values['dispersion_rad']:.4g} rad: speed scale " \
-                                               f"{values['speed_scale']:g}"
+            level, message = (
+                diagnostics.WARN,
+                f"dispersion {values['dispersion_rad']:.4g} rad: speed scale {values['speed_scale']:g}",
+            )
         elif missed > self._last_missed:
             level, message = diagnostics.WARN, f"{missed - self._last_missed} missed deadlines since last report"
         self._last_missed = missed

@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from cdp_core.deploy import StackCapabilities, deployment_problems
@@ -25,8 +25,12 @@ from cdp_core.robot.rotations import canonical_quat as _canonical_quat
 JOINTS, FINGERS, EE_POSE, OBJECT_POSE = "joints", "fingers", "ee_pose", "object_pose"
 
 #: Which ROS topic feeds each input (for messages that name what is missing).
-INPUT_TOPICS = {JOINTS: "/joint_states (arm joints)", FINGERS: "/joint_states (finger joints)",
-                EE_POSE: "/franka/ee_pose", OBJECT_POSE: "/perception/object_pose"}
+INPUT_TOPICS = {
+    JOINTS: "/joint_states (arm joints)",
+    FINGERS: "/joint_states (finger joints)",
+    EE_POSE: "/franka/ee_pose",
+    OBJECT_POSE: "/perception/object_pose",
+}
 
 
 class ObservationError(ValueError):
@@ -74,17 +78,20 @@ OBS_SOURCES: dict[str, ObsSource] = {
 def node_capabilities() -> StackCapabilities:
     """What the policy node serves (for :func:`cdp_core.deploy.check_deployable`): the observation
     keys of :data:`OBS_SOURCES` and absolute joint-position actions (the joint safety filter's input)."""
-    return StackCapabilities(obs_dims={k: s.dim for k, s in OBS_SOURCES.items()}, action_spaces=("joint_position",),
-                             action_dim=7, name="the policy node")
+    return StackCapabilities(
+        obs_dims={k: s.dim for k, s in OBS_SOURCES.items()},
+        action_spaces=("joint_position",),
+        action_dim=7,
+        name="the policy node",
+    )
 
 
 def check_obs_keys(obs_keys: Sequence[str], obs_dims: Mapping[str, int] | None = None) -> None:
     """Raise :class:`ObservationError` naming every key that cannot be built or has the wrong size
     (the observation part of :func:`cdp_core.deploy.deployment_problems`)."""
     caps = node_capabilities()
-    dims = dict(obs_dims) if obs_dims is not None else {k: caps.obs_dims.get(k) for k in obs_keys}
-    problems = deployment_problems({"obs_keys": list(obs_keys), "obs_dims": dims, "action_dim": caps.action_dim},
-                                   caps)
+    dims: dict[str, Any] = dict(obs_dims) if obs_dims is not None else {k: caps.obs_dims.get(k) for k in obs_keys}
+    problems = deployment_problems({"obs_keys": list(obs_keys), "obs_dims": dims, "action_dim": caps.action_dim}, caps)
     if problems:
         raise ObservationError("; ".join(problems))
 
@@ -107,9 +114,16 @@ class ObservationBuffer:
     repeated, as the fast path does at an episode's start.
     """
 
-    def __init__(self, obs_keys: Sequence[str], n_obs_steps: int, max_obs_age_s: float,
-                 obs_dims: Mapping[str, int] | None = None, joint_names: Sequence[str] | None = None,
-                 finger_names: Sequence[str] | None = None, max_object_age_s: float | None = None):
+    def __init__(
+        self,
+        obs_keys: Sequence[str],
+        n_obs_steps: int,
+        max_obs_age_s: float,
+        obs_dims: Mapping[str, int] | None = None,
+        joint_names: Sequence[str] | None = None,
+        finger_names: Sequence[str] | None = None,
+        max_object_age_s: float | None = None,
+    ):
         """``max_object_age_s``: the object pose's own age limit (default ``max_obs_age_s``): a camera
         pose is older by construction (frame lag, detection, camera rate) than the arm's state."""
         from cdp_ros_common.names import FINGER_NAMES, JOINT_NAMES
@@ -162,8 +176,9 @@ class ObservationBuffer:
     def update_object_pose(self, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float]) -> None:
         self._set_pose(OBJECT_POSE, stamp, position, quat_xyzw, OBJECT_UPRIGHT_XYZW)
 
-    def _set_pose(self, key: str, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float],
-                  reference: np.ndarray) -> None:
+    def _set_pose(
+        self, key: str, stamp: float, position: Sequence[float], quat_xyzw: Sequence[float], reference: np.ndarray
+    ) -> None:
         p = np.asarray(position, dtype=np.float64).reshape(3)
         if not np.isfinite(p).all():
             raise ObservationError(f"{INPUT_TOPICS[key]} position {p.tolist()} is not finite")
@@ -181,8 +196,9 @@ class ObservationBuffer:
             ages = {i: t_now - self._stamps[i] for i in self.needed}
             values = {i: self._values[i] for i in self.needed}
         age = max(ages.values())
-        stale = [f"{INPUT_TOPICS[i]} ({a:.3f} s > {self.max_age[i]:g} s)" for i, a in ages.items()
-                 if a > self.max_age[i]]
+        stale = [
+            f"{INPUT_TOPICS[i]} ({a:.3f} s > {self.max_age[i]:g} s)" for i, a in ages.items() if a > self.max_age[i]
+        ]
         if stale:
             return None, age, f"stale input (max_obs_age_s / max_object_age_s): {', '.join(stale)}"
         future = [f"{INPUT_TOPICS[i]} ({-a:.3f} s ahead)" for i, a in ages.items() if a < -self.max_obs_age_s]

@@ -93,7 +93,7 @@ class ChunkDecision:
     @property
     def positions(self) -> np.ndarray:
         """The actions to execute (the late ones dropped)."""
-        return self.chunk[self.first_index:]
+        return self.chunk[self.first_index :]
 
     @property
     def due_times(self) -> np.ndarray:
@@ -139,9 +139,12 @@ class PolicyRunner:
         try:
             # The one deployability check (cdp_core.deploy): the node's observation table, joint
             # targets for the joint safety filter (an ee_pose model runs in the fast path only, so far).
-            self.model = OnnxPolicy(cfg.model_path, providers=preferred_providers(ort.get_available_providers(),
-                                                                                  cfg.providers),
-                                    intra_op_threads=cfg.intra_op_threads, seed=cfg.seed if cfg.seed >= 0 else None)
+            self.model = OnnxPolicy(
+                cfg.model_path,
+                providers=preferred_providers(ort.get_available_providers(), cfg.providers),
+                intra_op_threads=cfg.intra_op_threads,
+                seed=cfg.seed if cfg.seed >= 0 else None,
+            )
             check_deployable(self.model.metadata, node_capabilities(), source=str(cfg.model_path))
         except ModelContractError as exc:
             raise PolicyStartError(str(exc)) from exc
@@ -151,16 +154,20 @@ class PolicyRunner:
         gate = m.get("convergence_gate")
         if gate and not gate.get("passed", True):
             # Served (the operator decides), but never silently: this model failed its open-loop check.
-            self.warnings.append(f"{cfg.model_path} FAILED its convergence gate at export (action error "
-                                 f"{gate.get('action_error_mm', float('nan')):.1f} mm, scatter "
-                                 f"{gate.get('scatter_mm', float('nan')):.1f} mm at the TCP): likely under-trained")
+            self.warnings.append(
+                f"{cfg.model_path} FAILED its convergence gate at export (action error "
+                f"{gate.get('action_error_mm', float('nan')):.1f} mm, scatter "
+                f"{gate.get('scatter_mm', float('nan')):.1f} mm at the TCP): likely under-trained"
+            )
 
         model_rate = m.get("rate_hz")
         if cfg.control_rate_hz > 0:
             self.rate_hz = float(cfg.control_rate_hz)
             if model_rate and abs(self.rate_hz - float(model_rate)) > 1e-6:
-                self.warnings.append(f"control_rate_hz {self.rate_hz:g} differs from the model's rate_hz "
-                                     f"{model_rate:g}: observation spacing and action timing differ from training")
+                self.warnings.append(
+                    f"control_rate_hz {self.rate_hz:g} differs from the model's rate_hz "
+                    f"{model_rate:g}: observation spacing and action timing differ from training"
+                )
         elif model_rate:
             self.rate_hz = float(model_rate)
         else:
@@ -170,18 +177,26 @@ class PolicyRunner:
         self.horizon = int(m["horizon"])
         self.n_exec = int(cfg.n_action_steps or m["n_action_steps"])
         if not 1 <= self.n_exec <= self.horizon - self.start:
-            raise PolicyStartError(f"n_action_steps {self.n_exec} does not fit the model's chunk "
-                                   f"(horizon {self.horizon}, action_start_index {self.start})")
+            raise PolicyStartError(
+                f"n_action_steps {self.n_exec} does not fit the model's chunk "
+                f"(horizon {self.horizon}, action_start_index {self.start})"
+            )
         if cfg.dispersion_samples < 1:
             raise PolicyStartError(f"dispersion_samples must be >= 1, got {cfg.dispersion_samples}")
         if not 0.0 <= cfg.slow_scale <= 1.0:
             raise PolicyStartError(f"slow_scale must be in [0, 1], got {cfg.slow_scale}")
         if cfg.dispersion_hold_rad < cfg.dispersion_warn_rad:
-            raise PolicyStartError(f"dispersion_hold_rad {cfg.dispersion_hold_rad} < dispersion_warn_rad "
-                                   f"{cfg.dispersion_warn_rad}")
+            raise PolicyStartError(
+                f"dispersion_hold_rad {cfg.dispersion_hold_rad} < dispersion_warn_rad {cfg.dispersion_warn_rad}"
+            )
         try:
-            self.obs = ObservationBuffer(m["obs_keys"], int(m["n_obs_steps"]), cfg.max_obs_age_s, m["obs_dims"],
-                                         max_object_age_s=cfg.max_object_age_s)
+            self.obs = ObservationBuffer(
+                m["obs_keys"],
+                int(m["n_obs_steps"]),
+                cfg.max_obs_age_s,
+                m["obs_dims"],
+                max_object_age_s=cfg.max_object_age_s,
+            )
         except ValueError as exc:
             raise PolicyStartError(str(exc)) from exc
 
@@ -216,8 +231,10 @@ class PolicyRunner:
                 parts.append(f"model observes {extra}, not in expected_obs_keys")
             if missing:
                 parts.append(f"expected_obs_keys {missing} are not observed by the model")
-            raise PolicyStartError(f"{self.cfg.model_path} does not match expected_obs_keys {expected} "
-                                   f"(model obs_keys {model_keys}): " + "; ".join(parts))
+            raise PolicyStartError(
+                f"{self.cfg.model_path} does not match expected_obs_keys {expected} "
+                f"(model obs_keys {model_keys}): " + "; ".join(parts)
+            )
 
     # --- control loop -------------------------------------------------------------------------
     def reset(self) -> None:
@@ -260,7 +277,7 @@ class PolicyRunner:
         self._rng.standard_normal(dtype=np.float32, out=self._noise)
         actions = self.model(self._obs_batch, self._noise)  # [K, H, A], K draws in one batch
         self.last_actions = actions
-        executed = actions[:, self.start:self.start + self.n_exec]
+        executed = actions[:, self.start : self.start + self.n_exec]
         latency = time.perf_counter() - t0
         s.latencies.append(latency)
         missed = latency > self.dt
@@ -269,8 +286,19 @@ class PolicyRunner:
         if not np.isfinite(actions).all():
             s.last_speed_scale = 0.0
             s.last_reason = "model returned non-finite actions: holding"
-            return ChunkDecision(t_obs, dt, np.empty((0, actions.shape[-1])), 0, 0.0, float("nan"), float("nan"),
-                                 latency, obs_age, missed, s.last_reason)
+            return ChunkDecision(
+                t_obs,
+                dt,
+                np.empty((0, actions.shape[-1])),
+                0,
+                0.0,
+                float("nan"),
+                float("nan"),
+                latency,
+                obs_age,
+                missed,
+                s.last_reason,
+            )
         if len(executed) > 1:
             std = executed.std(axis=0)  # [n, A], across draws (ddof 0, as cdp_core.evaluate.action_dispersion)
             disp, disp_max = float(std.mean()), float(std.max(axis=1).mean())
@@ -323,9 +351,20 @@ class PolicyRunner:
     def diagnostics(self) -> dict[str, float | int | str]:
         s = self.stats
         p50, p99 = s.latency_percentiles_ms()
-        return {"provider": self.provider, "latency_p50_ms": p50, "latency_p99_ms": p99,
-                "obs_age_s": s.last_obs_age_s, "missed_deadlines": s.missed_deadlines,
-                "dropped_actions": s.dropped_actions, "dispersion_rad": s.last_dispersion,
-                "speed_scale": s.last_speed_scale, "chunks": s.chunks, "ticks": s.ticks,
-                "refused_ticks": s.refused_ticks, "dispersion_samples": self.cfg.dispersion_samples,
-                "rate_hz": self.rate_hz, "n_action_steps": self.n_exec, "model": self.cfg.model_path}
+        return {
+            "provider": self.provider,
+            "latency_p50_ms": p50,
+            "latency_p99_ms": p99,
+            "obs_age_s": s.last_obs_age_s,
+            "missed_deadlines": s.missed_deadlines,
+            "dropped_actions": s.dropped_actions,
+            "dispersion_rad": s.last_dispersion,
+            "speed_scale": s.last_speed_scale,
+            "chunks": s.chunks,
+            "ticks": s.ticks,
+            "refused_ticks": s.refused_ticks,
+            "dispersion_samples": self.cfg.dispersion_samples,
+            "rate_hz": self.rate_hz,
+            "n_action_steps": self.n_exec,
+            "model": self.cfg.model_path,
+        }

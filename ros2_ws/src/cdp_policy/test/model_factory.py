@@ -9,9 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def make_fr3_model(root: Path, task: str = "reach_precise", episodes: int = 2, steps: int = 10,
-                   horizon: int = 8, n_obs_steps: int = 2, n_action_steps: int = 4,
-                   action_space: str = "joint_position") -> Path:
+def make_fr3_model(
+    root: Path,
+    task: str = "reach_precise",
+    episodes: int = 2,
+    steps: int = 10,
+    horizon: int = 8,
+    n_obs_steps: int = 2,
+    n_action_steps: int = 4,
+    action_space: str = "joint_position",
+) -> Path:
     import torch
 
     from cdp_core.config import config_from_dict
@@ -23,13 +30,34 @@ def make_fr3_model(root: Path, task: str = "reach_precise", episodes: int = 2, s
     demos = root / "demos"
     generate_demos(task, demos, episodes, seed=0, progress=False, action_space=action_space)
     torch.manual_seed(0)
-    cfg = config_from_dict({
-        "data": {"path": str(demos), "horizon": horizon, "n_obs_steps": n_obs_steps, "n_action_steps": n_action_steps},
-        "model": {"denoiser": "mlp", "mlp_hidden": 32, "mlp_blocks": 1, "obs_feature_dim": 16, "time_embed_dim": 16},
-        "contraction": {"gamma": 0.0},
-        "train": {"steps": steps, "batch_size": 32, "lr": 1e-3, "warmup_steps": 2, "log_every": steps,
-                  "checkpoint_every": steps, "progress": False, "device": "cpu"},
-    })
+    cfg = config_from_dict(
+        {
+            "data": {
+                "path": str(demos),
+                "horizon": horizon,
+                "n_obs_steps": n_obs_steps,
+                "n_action_steps": n_action_steps,
+            },
+            "model": {
+                "denoiser": "mlp",
+                "mlp_hidden": 32,
+                "mlp_blocks": 1,
+                "obs_feature_dim": 16,
+                "time_embed_dim": 16,
+            },
+            "contraction": {"gamma": 0.0},
+            "train": {
+                "steps": steps,
+                "batch_size": 32,
+                "lr": 1e-3,
+                "warmup_steps": 2,
+                "log_every": steps,
+                "checkpoint_every": steps,
+                "progress": False,
+                "device": "cpu",
+            },
+        }
+    )
     run = train(cfg, root / "run")
     out = root / f"{task}.onnx"
     export_onnx(run["checkpoint"], out, sampler="ddim", steps=2)

@@ -46,10 +46,15 @@ def test_policy_node_publishes_chunks_when_enabled(fr3_model, ros_context):
     from cdp_policy.node import PolicyNode
 
     ctx = ros_context
-    policy = PolicyNode(context=ctx, parameter_overrides=[
-        Parameter("model_path", value=str(fr3_model)), Parameter("seed", value=0),
-        Parameter("max_obs_age_s", value=0.5),  # a busy 2-core CI machine delays 50 Hz publishers
-        Parameter("diagnostics_period_s", value=0.3)])
+    policy = PolicyNode(
+        context=ctx,
+        parameter_overrides=[
+            Parameter("model_path", value=str(fr3_model)),
+            Parameter("seed", value=0),
+            Parameter("max_obs_age_s", value=0.5),  # a busy 2-core CI machine delays 50 Hz publishers
+            Parameter("diagnostics_period_s", value=0.3),
+        ],
+    )
     rig = rclpy.create_node("policy_test_rig", context=ctx)
     chunks: list[tuple[float, JointTrajectory]] = []
     scales: list[float] = []
@@ -91,16 +96,19 @@ def test_policy_node_publishes_chunks_when_enabled(fr3_model, ros_context):
 
         t_enable = time.time()
         assert call(True).success
+
         # Between plans the node re-sends the chunk being executed (a heartbeat for the safety
         # filter's watchdog): same stamp, same points. Three *distinct* chunks are three plans.
         def distinct():
             return {time_to_sec(m.header.stamp): (r, m) for r, m in reversed(chunks)}
+
         assert wait_for(lambda: len(distinct()) >= 3, 15.0), f"got {len(distinct())} distinct chunks"
         by_stamp = distinct()
         for stamp in by_stamp:
             copies = [m for _, m in chunks if time_to_sec(m.header.stamp) == stamp]
-            assert all([list(p.positions) for p in c.points] == [list(p.positions) for p in copies[0].points]
-                       for c in copies)  # heartbeats repeat the chunk, never alter it
+            assert all(
+                [list(p.positions) for p in c.points] == [list(p.positions) for p in copies[0].points] for c in copies
+            )  # heartbeats repeat the chunk, never alter it
         dt = policy.runner.dt
         stamps = []
         for stamp in sorted(by_stamp)[:3]:
@@ -116,11 +124,22 @@ def test_policy_node_publishes_chunks_when_enabled(fr3_model, ros_context):
             stamps.append(stamp)
         assert stamps == sorted(stamps) and len(set(stamps)) == 3
         assert scales and all(s in (0.0, policy.cfg.slow_scale, 1.0) for s in scales)
-        assert wait_for(lambda: any(d.status[0].values and any(kv.key == "enabled" and kv.value == "True"
-                                                               for kv in d.status[0].values) for d in diags), 5.0)
+        assert wait_for(
+            lambda: any(
+                d.status[0].values and any(kv.key == "enabled" and kv.value == "True" for kv in d.status[0].values)
+                for d in diags
+            ),
+            5.0,
+        )
         keys = {kv.key for kv in diags[-1].status[0].values}
-        assert {"latency_p50_ms", "latency_p99_ms", "obs_age_s", "missed_deadlines", "dispersion_rad",
-                "provider"} <= keys
+        assert {
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "obs_age_s",
+            "missed_deadlines",
+            "dispersion_rad",
+            "provider",
+        } <= keys
 
         # disable: chunks stop (allow one in flight), the speed request is released
         assert call(False).success
@@ -144,8 +163,12 @@ def test_node_exits_nonzero_on_bad_model(tmp_path, case):
     model = tmp_path / "m.onnx"
     if case == "corrupt":
         model.write_bytes(b"garbage" * 100)
-    r = subprocess.run([sys.executable, "-m", "cdp_policy.node", "--ros-args", "-p", f"model_path:={model}"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "cdp_policy.node", "--ros-args", "-p", f"model_path:={model}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1
     expected = "model file not found" if case == "missing" else "corrupt or not an ONNX model"
     assert expected in r.stdout + r.stderr and str(model) in r.stdout + r.stderr

@@ -40,8 +40,11 @@ def test_refuses_model_that_does_not_fit(fr3_model, tmp_path):
     # the 2-D toy model: 2 actions, observes agent_pos
     with pytest.raises(PolicyStartError, match=r"cannot build.*model has action_dim 2, the policy node sends 7"):
         make(TOY_MODEL)
-    with pytest.raises(PolicyStartError, match=r"model observes \['target_pos'\], not in expected_obs_keys.*"
-                                               r"\['hole_pose'\] are not observed"):
+    with pytest.raises(
+        PolicyStartError,
+        match=r"model observes \['target_pos'\], not in expected_obs_keys.*"
+        r"\['hole_pose'\] are not observed",
+    ):
         make(fr3_model, expected_obs_keys=("joint_pos", "ee_pos", "ee_quat", "hole_pose", "gripper_width"))
     # the right keys in another order are fine: the model's order is used
     r = make(fr3_model, expected_obs_keys=("joint_pos", "ee_pos", "ee_quat", "target_pos", "gripper_width"))
@@ -202,7 +205,7 @@ def test_runner_reproduces_fast_path_rollout(fr3_model):
 
     def recording_policy(o):
         chunk = policy(o)
-        fast.extend(chunk[0, start:start + n])  # what rollout executes of this chunk
+        fast.extend(chunk[0, start : start + n])  # what rollout executes of this chunk
         if len(fast) >= steps:
             env.time = env.spec.time_limit_s  # end the episode: enough steps compared
         return chunk

@@ -85,27 +85,35 @@ def describe_libfranka(version: str) -> str:
     row = row_for_libfranka(version)
     if row is None:
         return f"libfranka {version} is older than every row of Franka's compatibility table"
-    return (f"libfranka {version}: {row.robot} robot system {version_range(row.system_min, row.system_max)} "
-            f"(robot/gripper server {row.robot_server}/{row.gripper_server})")
+    return (
+        f"libfranka {version}: {row.robot} robot system {version_range(row.system_min, row.system_max)} "
+        f"(robot/gripper server {row.robot_server}/{row.gripper_server})"
+    )
 
 
 def advice_for_server(server_version: int) -> str:
     """What to install for an arm that reports ``server_version``."""
     rows = rows_for_server(server_version)
     if not rows:
-        return (f"robot server version {server_version} is not in the compatibility table this tool knows "
-                "(newer robot system?): check Franka's compatibility matrix for a matching libfranka")
+        return (
+            f"robot server version {server_version} is not in the compatibility table this tool knows "
+            "(newer robot system?): check Franka's compatibility matrix for a matching libfranka"
+        )
     r = rows[0]
-    return (f"the arm runs robot server version {server_version} ({r.robot} robot system "
-            f"{version_range(r.system_min, r.system_max)}): it needs libfranka {version_range(r.libfranka_min, r.libfranka_max)}; "
-            "install matching pylibfranka / franky-control wheels (franky publishes wheels per robot server version), "
-            "or update the robot system in Desk")
+    return (
+        f"the arm runs robot server version {server_version} ({r.robot} robot system "
+        f"{version_range(r.system_min, r.system_max)}): it needs libfranka {version_range(r.libfranka_min, r.libfranka_max)}; "
+        "install matching pylibfranka / franky-control wheels (franky publishes wheels per robot server version), "
+        "or update the robot system in Desk"
+    )
 
 
 def markdown_table() -> str:
     """The table as Markdown (docs/robot_pc.md carries exactly this; a test keeps them equal)."""
     lines = ["| libfranka | robot system | robot / gripper server | robot |", "| --- | --- | --- | --- |"]
     for r in COMPAT_TABLE:
-        lines.append(f"| {version_range(r.libfranka_min, r.libfranka_max)} | {version_range(r.system_min, r.system_max)} | "
-                     f"{r.robot_server} / {r.gripper_server} | {r.robot} |")
+        lines.append(
+            f"| {version_range(r.libfranka_min, r.libfranka_max)} | {version_range(r.system_min, r.system_max)} | "
+            f"{r.robot_server} / {r.gripper_server} | {r.robot} |"
+        )
     return "\n".join(lines)

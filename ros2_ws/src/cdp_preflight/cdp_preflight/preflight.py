@@ -46,8 +46,15 @@ FCI_COMMAND_PORT = 1337
 #: Priority libfranka asks for its control thread (``sched_get_priority_max(SCHED_FIFO)``).
 RT_PRIORITY = 99
 #: The ROS 2 Python packages the nodes import.
-ROS_MODULES = ("rclpy", "std_msgs.msg", "sensor_msgs.msg", "geometry_msgs.msg", "trajectory_msgs.msg",
-               "diagnostic_msgs.msg", "std_srvs.srv")
+ROS_MODULES = (
+    "rclpy",
+    "std_msgs.msg",
+    "sensor_msgs.msg",
+    "geometry_msgs.msg",
+    "trajectory_msgs.msg",
+    "diagnostic_msgs.msg",
+    "std_srvs.srv",
+)
 #: Same threshold as perception_node's ``max_calibration_age_s`` (cdp_perception.perception_node.PerceptionConfig),
 #: so preflight passing means perception will not start with a stale-calibration warning.
 DEFAULT_MAX_CALIBRATION_AGE_H = 1.0
@@ -108,6 +115,7 @@ class PreflightConfig:
 
 # --- real-time -------------------------------------------------------------------------------
 
+
 def check_rt_kernel(sys_realtime: str = "/sys/kernel/realtime") -> CheckResult:
     """PREEMPT_RT kernel: /sys/kernel/realtime reads 1, or the kernel version string says PREEMPT_RT."""
     uname = os.uname()
@@ -119,11 +127,13 @@ def check_rt_kernel(sys_realtime: str = "/sys/kernel/realtime") -> CheckResult:
     if flag == "1" or "PREEMPT_RT" in uname.version:
         return CheckResult("rt_kernel", PASS, f"PREEMPT_RT kernel {uname.release}")
     return CheckResult(
-        "rt_kernel", FAIL,
+        "rt_kernel",
+        FAIL,
         f"kernel {uname.release} ({uname.version}) is not PREEMPT_RT ({sys_realtime} missing or not 1): "
         "libfranka's 1 kHz loop will miss deadlines (communication_constraints_violation)",
         "install a PREEMPT_RT kernel (Ubuntu 24.04: `sudo pro enable realtime-kernel`, or build one from the "
-        "kernel.org RT patch), reboot into it and check `cat /sys/kernel/realtime` prints 1 (docs/robot_pc.md)")
+        "kernel.org RT patch), reboot into it and check `cat /sys/kernel/realtime` prints 1 (docs/robot_pc.md)",
+    )
 
 
 def _try_fifo(priority: int) -> str:
@@ -156,9 +166,11 @@ def check_rt_scheduling(priority: int = RT_PRIORITY) -> CheckResult:
     rtprio = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
     err = _try_fifo(priority)
     limits = f"RLIMIT_RTPRIO {rtprio}, RLIMIT_MEMLOCK {mem}"
-    fix = ("give the user real-time rights: `sudo groupadd -f realtime && sudo usermod -aG realtime $USER`, add "
-           "`@realtime - rtprio 99` and `@realtime - memlock unlimited` to /etc/security/limits.conf, log in again; "
-           "in Docker: compose `cap_add: [SYS_NICE]` and `ulimits: {rtprio: 99, memlock: -1}` (docker/compose.robot.yaml)")
+    fix = (
+        "give the user real-time rights: `sudo groupadd -f realtime && sudo usermod -aG realtime $USER`, add "
+        "`@realtime - rtprio 99` and `@realtime - memlock unlimited` to /etc/security/limits.conf, log in again; "
+        "in Docker: compose `cap_add: [SYS_NICE]` and `ulimits: {rtprio: 99, memlock: -1}` (docker/compose.robot.yaml)"
+    )
     if err:
         return CheckResult("rt_scheduling", FAIL, f"SCHED_FIFO priority {priority} refused ({err}); {limits}", fix)
     return CheckResult("rt_scheduling", PASS, f"SCHED_FIFO priority {priority} allowed; {limits}")
@@ -167,13 +179,19 @@ def check_rt_scheduling(priority: int = RT_PRIORITY) -> CheckResult:
 def check_cpu_governor(root: str = "/sys/devices/system/cpu") -> CheckResult:
     """Every CPU's cpufreq governor is 'performance' (frequency ramps add loop jitter)."""
     files = sorted(glob.glob(os.path.join(root, "cpu[0-9]*", "cpufreq", "scaling_governor")))
-    fix = ("`sudo cpupower frequency-set -g performance` (package linux-tools-common / linux-tools-$(uname -r)), "
-           "or `echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor`; make it "
-           "persistent (docs/robot_pc.md) and disable deep C-states / power saving in the BIOS")
+    fix = (
+        "`sudo cpupower frequency-set -g performance` (package linux-tools-common / linux-tools-$(uname -r)), "
+        "or `echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor`; make it "
+        "persistent (docs/robot_pc.md) and disable deep C-states / power saving in the BIOS"
+    )
     if not files:
-        return CheckResult("cpu_governor", WARN,
-                           f"no cpufreq governor under {root} (virtual machine, or a driver without cpufreq): "
-                           "cannot check frequency scaling", fix)
+        return CheckResult(
+            "cpu_governor",
+            WARN,
+            f"no cpufreq governor under {root} (virtual machine, or a driver without cpufreq): "
+            "cannot check frequency scaling",
+            fix,
+        )
     governors: dict[str, list[str]] = {}
     for f in files:
         try:
@@ -189,6 +207,7 @@ def check_cpu_governor(root: str = "/sys/devices/system/cpu") -> CheckResult:
 
 # --- software ----------------------------------------------------------------------------------
 
+
 def check_ros() -> CheckResult:
     """The ROS 2 Python packages the nodes import; whether `ros2 launch` is there too."""
     missing = []
@@ -198,14 +217,21 @@ def check_ros() -> CheckResult:
         except Exception as exc:  # ImportError, or a shared library the wheel needs
             missing.append(f"{mod} ({type(exc).__name__}: {exc})")
     if missing:
-        return CheckResult("ros", FAIL, "cannot import " + "; ".join(missing),
-                           "source the ROS 2 set-up (`. /opt/ros/kilted/setup.bash`) or, on a pip-only machine, "
-                           "run scripts/setup.sh (ROS 2 Kilted wheels from ros2_ws/requirements.txt)")
+        return CheckResult(
+            "ros",
+            FAIL,
+            "cannot import " + "; ".join(missing),
+            "source the ROS 2 set-up (`. /opt/ros/kilted/setup.bash`) or, on a pip-only machine, "
+            "run scripts/setup.sh (ROS 2 Kilted wheels from ros2_ws/requirements.txt)",
+        )
     launch = importlib.util.find_spec("launch_ros") is not None
     how = "`ros2 launch cdp_bringup manipulation.launch.py`" if launch else "`cdp-graph` (no launch_ros here)"
     distro = os.environ.get("ROS_DISTRO", "")
-    return CheckResult("ros", PASS, f"rclpy and message packages import{f' (ROS_DISTRO {distro})' if distro else ''}; "
-                                    f"start the graph with {how}")
+    return CheckResult(
+        "ros",
+        PASS,
+        f"rclpy and message packages import{f' (ROS_DISTRO {distro})' if distro else ''}; start the graph with {how}",
+    )
 
 
 def _dist_version(name: str) -> str | None:
@@ -259,8 +285,9 @@ print(json.dumps(out), flush=True)
 
 def _run_child(backend: str, ip: str, timeout_s: float) -> dict:
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, backend, ip], capture_output=True, text=True,
-                              timeout=timeout_s)
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, backend, ip], capture_output=True, text=True, timeout=timeout_s
+        )
     except subprocess.TimeoutExpired:
         return {"ok": False, "type": "timeout", "msg": f"no answer within {timeout_s:g} s"}
     for line in reversed(proc.stdout.strip().splitlines()):
@@ -275,69 +302,109 @@ def check_bindings(backend: str) -> CheckResult:
     """The driver's binding imports, and the robot system versions its libfranka fits."""
     dist = "franky-control" if backend == "franky" else "pylibfranka"
     version = binding_libfranka_version(backend)
-    install = ("pip install -r ros2_ws/requirements.txt (franky-control, pylibfranka); on the robot PC use the "
-               "Docker image, which pins them (docker/requirements.robot.txt)")
+    install = (
+        "pip install -r ros2_ws/requirements.txt (franky-control, pylibfranka); on the robot PC use the "
+        "Docker image, which pins them (docker/requirements.robot.txt)"
+    )
     if _dist_version(dist) is None:
         return CheckResult("libfranka", FAIL, f"{dist} is not installed (franka_driver backend {backend!r})", install)
     res = _run_child(backend, "", 30.0)
     if not res.get("ok"):
-        return CheckResult("libfranka", FAIL, f"`import {backend}` fails: {res.get('type')}: {res.get('msg')}",
-                           "a shared library is missing or the wheel does not fit this Python; " + install)
+        return CheckResult(
+            "libfranka",
+            FAIL,
+            f"`import {backend}` fails: {res.get('type')}: {res.get('msg')}",
+            "a shared library is missing or the wheel does not fit this Python; " + install,
+        )
     if version is None:
-        return CheckResult("libfranka", WARN, f"{dist} {_dist_version(dist)} imports; its libfranka version is unknown",
-                           "check Franka's compatibility matrix by hand (docs/robot_pc.md)")
+        return CheckResult(
+            "libfranka",
+            WARN,
+            f"{dist} {_dist_version(dist)} imports; its libfranka version is unknown",
+            "check Franka's compatibility matrix by hand (docs/robot_pc.md)",
+        )
     row = compat.row_for_libfranka(version)
     status = PASS if row is not None and row.robot == "FR3" else WARN
-    return CheckResult("libfranka", status, f"{dist} {_dist_version(dist)}: {compat.describe_libfranka(version)}",
-                       "" if status == PASS else "this libfranka does not drive an FR3: install a libfranka >= 0.10 binding")
+    return CheckResult(
+        "libfranka",
+        status,
+        f"{dist} {_dist_version(dist)}: {compat.describe_libfranka(version)}",
+        "" if status == PASS else "this libfranka does not drive an FR3: install a libfranka >= 0.10 binding",
+    )
 
 
 def check_robot(ip: str, backend: str = "franky", timeout_s: float = 3.0) -> CheckResult:
     """FCI reachable and libfranka accepted by the arm (its connect handshake compares server versions)."""
     version = binding_libfranka_version(backend) or "?"
     row = compat.row_for_libfranka(version) if version != "?" else None
-    expected = (f"robot server {row.robot_server} / robot system {compat.version_range(row.system_min, row.system_max)}"
-                if row else "an unknown robot server version")
-    net_fix = (f"check the cable goes from this PC's robot NIC to the LAN port of the arm's Control (not the port on "
-               f"the arm's base), the NIC has a static address in the arm's subnet (e.g. 172.16.0.1/24 for {DEFAULT_ROBOT_IP}), "
-               f"`ping {ip}` answers, and robot_ip is right (docs/robot_pc.md)")
+    expected = (
+        f"robot server {row.robot_server} / robot system {compat.version_range(row.system_min, row.system_max)}"
+        if row
+        else "an unknown robot server version"
+    )
+    net_fix = (
+        f"check the cable goes from this PC's robot NIC to the LAN port of the arm's Control (not the port on "
+        f"the arm's base), the NIC has a static address in the arm's subnet (e.g. 172.16.0.1/24 for {DEFAULT_ROBOT_IP}), "
+        f"`ping {ip}` answers, and robot_ip is right (docs/robot_pc.md)"
+    )
     try:
         with socket.create_connection((ip, FCI_COMMAND_PORT), timeout=timeout_s):
             pass
     except socket.timeout:
-        return CheckResult("robot", FAIL, f"no robot at {ip}: no answer on FCI port {FCI_COMMAND_PORT} within "
-                                          f"{timeout_s:g} s (arm off, cable unplugged, or wrong subnet)", net_fix)
+        return CheckResult(
+            "robot",
+            FAIL,
+            f"no robot at {ip}: no answer on FCI port {FCI_COMMAND_PORT} within "
+            f"{timeout_s:g} s (arm off, cable unplugged, or wrong subnet)",
+            net_fix,
+        )
     except ConnectionRefusedError:
-        return CheckResult("robot", FAIL, f"no robot at {ip}: nothing listens on FCI port {FCI_COMMAND_PORT} "
-                                          "(FCI not active, or not a Franka Control at this address)",
-                           "in Desk (https://<robot-ip>): unlock the joints, then 'Activate FCI' (FR3: the Single "
-                           "Point of Control must be on FCI); no other libfranka client may be connected; " + net_fix)
+        return CheckResult(
+            "robot",
+            FAIL,
+            f"no robot at {ip}: nothing listens on FCI port {FCI_COMMAND_PORT} "
+            "(FCI not active, or not a Franka Control at this address)",
+            "in Desk (https://<robot-ip>): unlock the joints, then 'Activate FCI' (FR3: the Single "
+            "Point of Control must be on FCI); no other libfranka client may be connected; " + net_fix,
+        )
     except OSError as exc:
         return CheckResult("robot", FAIL, f"no robot at {ip}: {exc.strerror or exc}", net_fix)
     # A TCP accept alone proves little (proxies and firewalls accept too): libfranka's handshake decides.
     handshake_s = timeout_s + 5.0
     res = _run_child(backend, ip, handshake_s)
     if res.get("type") == "timeout":
-        return CheckResult("robot", FAIL, f"no robot at {ip}: port {FCI_COMMAND_PORT} accepts TCP but libfranka got "
-                                          f"no handshake answer within {handshake_s:g} s (not a Franka Control at "
-                                          "this address, or a firewall / proxy in between)", net_fix)
+        return CheckResult(
+            "robot",
+            FAIL,
+            f"no robot at {ip}: port {FCI_COMMAND_PORT} accepts TCP but libfranka got "
+            f"no handshake answer within {handshake_s:g} s (not a Franka Control at "
+            "this address, or a firewall / proxy in between)",
+            net_fix,
+        )
     if res.get("ok"):
         mode = res.get("mode", "?")
-        detail = (f"{backend} connected to {ip}: the arm accepted libfranka {version} ({expected}); "
-                  f"robot mode {mode}")
+        detail = f"{backend} connected to {ip}: the arm accepted libfranka {version} ({expected}); robot mode {mode}"
         if mode in ("Reflex", "UserStopped", "Other"):
-            return CheckResult("robot", WARN, detail, "release the user stop / clear the reflex in Desk before starting")
+            return CheckResult(
+                "robot", WARN, detail, "release the user stop / clear the reflex in Desk before starting"
+            )
         return CheckResult("robot", PASS, detail)
     msg = f"{res.get('type')}: {res.get('msg')}"
     if res.get("type") == "IncompatibleVersionException" or "Incompatible library version" in msg:
         import re
 
         m = re.search(r"server version:\s*(\d+)", msg)
-        advice = compat.advice_for_server(int(m.group(1))) if m else "see Franka's compatibility matrix (docs/robot_pc.md)"
+        advice = (
+            compat.advice_for_server(int(m.group(1))) if m else "see Franka's compatibility matrix (docs/robot_pc.md)"
+        )
         return CheckResult("robot", FAIL, f"the arm at {ip} refuses libfranka {version} ({msg})", advice)
-    return CheckResult("robot", FAIL, f"{backend} could not connect to {ip}: {msg}; libfranka {version} expects "
-                                      f"{expected}, not checked against the arm",
-                       "FCI active in Desk, joints unlocked, no other client connected; " + net_fix)
+    return CheckResult(
+        "robot",
+        FAIL,
+        f"{backend} could not connect to {ip}: {msg}; libfranka {version} expects "
+        f"{expected}, not checked against the arm",
+        "FCI active in Desk, joints unlocked, no other client connected; " + net_fix,
+    )
 
 
 def check_gpu(model: str = "") -> CheckResult:
@@ -351,26 +418,33 @@ def check_gpu(model: str = "") -> CheckResult:
         pass
     if not dev:
         problems.append("no NVIDIA GPU device (/dev/nvidia0 missing)")
-        fixes.append("install the NVIDIA driver on the host; in Docker also nvidia-container-toolkit and the "
-                     "compose GPU reservation (docker/compose.robot.yaml)")
+        fixes.append(
+            "install the NVIDIA driver on the host; in Docker also nvidia-container-toolkit and the "
+            "compose GPU reservation (docker/compose.robot.yaml)"
+        )
     try:
         import onnxruntime as ort
     except Exception as exc:
-        return CheckResult("gpu", FAIL, f"onnxruntime does not import ({exc})",
-                           "install onnxruntime-gpu (the robot image pins it)")
+        return CheckResult(
+            "gpu", FAIL, f"onnxruntime does not import ({exc})", "install onnxruntime-gpu (the robot image pins it)"
+        )
     providers = ort.get_available_providers()
     gpu_eps = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in providers]
     if not gpu_eps:
-        problems.append(f"ONNX Runtime {ort.__version__} has no CUDA/TensorRT provider (available: {providers}; "
-                        "this is the CPU build)")
+        problems.append(
+            f"ONNX Runtime {ort.__version__} has no CUDA/TensorRT provider (available: {providers}; "
+            "this is the CPU build)"
+        )
         fixes.append("install onnxruntime-gpu instead of onnxruntime (same module; uninstall the CPU package first)")
     elif dev and model and Path(model).is_file():
         try:
             sess = ort.InferenceSession(model, providers=[*gpu_eps, "CPUExecutionProvider"])
             used = sess.get_providers()[0]
             if used == "CPUExecutionProvider":
-                problems.append(f"ONNX Runtime lists {gpu_eps} but the session fell back to the CPU "
-                                "(CUDA / cuDNN libraries not loadable)")
+                problems.append(
+                    f"ONNX Runtime lists {gpu_eps} but the session fell back to the CPU "
+                    "(CUDA / cuDNN libraries not loadable)"
+                )
                 fixes.append("use the robot image (CUDA 13 + cuDNN 9 runtime) or put CUDA/cuDNN on LD_LIBRARY_PATH")
         except Exception as exc:
             problems.append(f"session on {gpu_eps} failed: {exc}")
@@ -381,14 +455,20 @@ def check_gpu(model: str = "") -> CheckResult:
 
 def check_camera(serial: str = "") -> CheckResult:
     """A RealSense device on USB (the one with ``serial`` when given)."""
-    fix = ("plug the camera into a USB 3 port (blue) directly, check `rs-enumerate-devices` (or `lsusb | grep "
-           "Intel`), install librealsense's udev rules (99-realsense-libusb.rules); in Docker pass /dev/bus/usb "
-           "(docker/compose.robot.yaml)")
+    fix = (
+        "plug the camera into a USB 3 port (blue) directly, check `rs-enumerate-devices` (or `lsusb | grep "
+        "Intel`), install librealsense's udev rules (99-realsense-libusb.rules); in Docker pass /dev/bus/usb "
+        "(docker/compose.robot.yaml)"
+    )
     try:
         import pyrealsense2 as rs
     except Exception as exc:
-        return CheckResult("camera", FAIL, f"pyrealsense2 does not import ({exc})",
-                           "pip install pyrealsense2 and the Debian package libusb-1.0-0")
+        return CheckResult(
+            "camera",
+            FAIL,
+            f"pyrealsense2 does not import ({exc})",
+            "pip install pyrealsense2 and the Debian package libusb-1.0-0",
+        )
     try:
         devices = list(rs.context().query_devices())
     except Exception as exc:
@@ -396,32 +476,50 @@ def check_camera(serial: str = "") -> CheckResult:
     found = []
     for d in devices:
         try:
-            found.append((d.get_info(rs.camera_info.name), d.get_info(rs.camera_info.serial_number),
-                          d.get_info(rs.camera_info.usb_type_descriptor) if d.supports(rs.camera_info.usb_type_descriptor) else "?"))
+            found.append(
+                (
+                    d.get_info(rs.camera_info.name),
+                    d.get_info(rs.camera_info.serial_number),
+                    d.get_info(rs.camera_info.usb_type_descriptor)
+                    if d.supports(rs.camera_info.usb_type_descriptor)
+                    else "?",
+                )
+            )
         except Exception:
             found.append(("?", "?", "?"))
     if not found:
         return CheckResult("camera", FAIL, "no RealSense camera found", fix)
     names = ", ".join(f"{n} #{s} (USB {u})" for n, s, u in found)
     if serial and serial not in [s for _, s, _ in found]:
-        return CheckResult("camera", FAIL, f"camera #{serial} not found (found: {names})",
-                           "plug in the configured camera, or set the camera serial the stack uses")
+        return CheckResult(
+            "camera",
+            FAIL,
+            f"camera #{serial} not found (found: {names})",
+            "plug in the configured camera, or set the camera serial the stack uses",
+        )
     slow = [s for _, s, u in found if u.startswith("2")]
     if slow:
-        return CheckResult("camera", WARN, f"{names}: on USB 2, frame rate / resolution are limited",
-                           "use a USB 3 port and cable")
+        return CheckResult(
+            "camera", WARN, f"{names}: on USB 2, frame rate / resolution are limited", "use a USB 3 port and cable"
+        )
     return CheckResult("camera", PASS, names)
 
 
 def check_calibration(path: str, max_age_h: float) -> CheckResult:
     """The hand-eye calibration loads with cdp_perception's loader and is younger than ``max_age_h``."""
-    fix_run = ("run the calibration (calibration/README.md: `cdp-calibrate ...` writes the YAML) and pass its "
-               "path with --calibration")
+    fix_run = (
+        "run the calibration (calibration/README.md: `cdp-calibrate ...` writes the YAML) and pass its "
+        "path with --calibration"
+    )
     try:
         from cdp_perception.calibration.result import CalibrationError, load
     except Exception as exc:
-        return CheckResult("calibration", FAIL, f"cdp_perception is not importable ({exc})",
-                           "install the workspace (scripts/setup.sh, or colcon build in the image)")
+        return CheckResult(
+            "calibration",
+            FAIL,
+            f"cdp_perception is not importable ({exc})",
+            "install the workspace (scripts/setup.sh, or colcon build in the image)",
+        )
     try:
         cal = load(path)
     except CalibrationError as exc:
@@ -429,17 +527,26 @@ def check_calibration(path: str, max_age_h: float) -> CheckResult:
     stale = cal.stale_warning(max_age_h * 3600.0)
     mode = cal.hand_eye.mode if cal.hand_eye else "none"
     if stale:
-        return CheckResult("calibration", FAIL, f"{path}: stale: {stale}",
-                           f"re-run the hand-eye calibration, or accept the old one with --max-calibration-age-h "
-                           f"{cal.age_s() / 3600 + 1:.0f} if the camera and its mount have not moved")
-    return CheckResult("calibration", PASS, f"{path}: {mode}, camera #{cal.serial or '?'}, "
-                                            f"{cal.age_s() / 3600:.1f} h old (limit {max_age_h:g} h)")
+        return CheckResult(
+            "calibration",
+            FAIL,
+            f"{path}: stale: {stale}",
+            f"re-run the hand-eye calibration, or accept the old one with --max-calibration-age-h "
+            f"{cal.age_s() / 3600 + 1:.0f} if the camera and its mount have not moved",
+        )
+    return CheckResult(
+        "calibration",
+        PASS,
+        f"{path}: {mode}, camera #{cal.serial or '?'}, {cal.age_s() / 3600:.1f} h old (limit {max_age_h:g} h)",
+    )
 
 
 def check_model(path: str, task: str) -> CheckResult:
     """The model loads under the metadata contract, the policy node can build its observations, and it fits the task."""
-    fix = ("export it again with `cdp export` (README: Exported model contract), copy the .onnx and its .json sidecar "
-           "from the same export, and inspect it with `cdp inspect MODEL.onnx`")
+    fix = (
+        "export it again with `cdp export` (README: Exported model contract), copy the .onnx and its .json sidecar "
+        "from the same export, and inspect it with `cdp inspect MODEL.onnx`"
+    )
     if not path:
         return CheckResult("model", FAIL, "no model path", "pass --model MODEL.onnx")
     try:
@@ -451,8 +558,10 @@ def check_model(path: str, task: str) -> CheckResult:
         policy = OnnxPolicy(path, providers=["CPUExecutionProvider"])
     except (ModelContractError, ValueError) as exc:
         if not Path(path).exists():
-            fix = ("pass --model PATH (the model the graph will run, launch argument model:=...), or build the "
-                   "default with models/reach_precise/make_model.sh")
+            fix = (
+                "pass --model PATH (the model the graph will run, launch argument model:=...), or build the "
+                "default with models/reach_precise/make_model.sh"
+            )
         return CheckResult("model", FAIL, f"{exc}", fix)
     meta = policy.metadata
     problems = []
@@ -468,12 +577,20 @@ def check_model(path: str, task: str) -> CheckResult:
     except Exception as exc:  # UnknownTaskError
         problems.append(str(exc))
     if problems:
-        return CheckResult("model", FAIL, f"{path}: " + "; ".join(problems),
-                           f"use a model trained for task {task!r} with observations the policy node builds, "
-                           "or start the graph with the matching task:=...")
-    return CheckResult("model", PASS, f"{path}: obs {meta.get('obs_keys')} x {meta.get('n_obs_steps')}, "
-                                      f"{meta.get('sampler')} x {meta.get('steps')} steps, {meta.get('rate_hz')} Hz, "
-                                      f"gamma {meta.get('gamma')}; fits task {task}")
+        return CheckResult(
+            "model",
+            FAIL,
+            f"{path}: " + "; ".join(problems),
+            f"use a model trained for task {task!r} with observations the policy node builds, "
+            "or start the graph with the matching task:=...",
+        )
+    return CheckResult(
+        "model",
+        PASS,
+        f"{path}: obs {meta.get('obs_keys')} x {meta.get('n_obs_steps')}, "
+        f"{meta.get('sampler')} x {meta.get('steps')} steps, {meta.get('rate_hz')} Hz, "
+        f"gamma {meta.get('gamma')}; fits task {task}",
+    )
 
 
 def check_franky_sim() -> CheckResult:
@@ -483,10 +600,15 @@ def check_franky_sim() -> CheckResult:
     try:
         importlib.import_module("franky_sim.mujoco_simulator")
     except Exception as exc:
-        return CheckResult("franky_sim", FAIL, f"franky_sim.mujoco_simulator does not import ({type(exc).__name__}: {exc})",
-                           fix + "; it needs mujoco")
-    return CheckResult("franky_sim", PASS, f"franky-sim {_dist_version('franky-sim')}, "
-                                           f"mujoco {_dist_version('mujoco') or '?'}")
+        return CheckResult(
+            "franky_sim",
+            FAIL,
+            f"franky_sim.mujoco_simulator does not import ({type(exc).__name__}: {exc})",
+            fix + "; it needs mujoco",
+        )
+    return CheckResult(
+        "franky_sim", PASS, f"franky-sim {_dist_version('franky-sim')}, mujoco {_dist_version('mujoco') or '?'}"
+    )
 
 
 _RENDER = r"""
@@ -507,7 +629,9 @@ def check_osmesa(timeout_s: float = 60.0) -> CheckResult:
         return CheckResult("osmesa", FAIL, "libOSMesa not found", fix)
     env = {**os.environ, "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"}
     try:
-        proc = subprocess.run([sys.executable, "-c", _RENDER], capture_output=True, text=True, timeout=timeout_s, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-c", _RENDER], capture_output=True, text=True, timeout=timeout_s, env=env
+        )
     except subprocess.TimeoutExpired:
         return CheckResult("osmesa", FAIL, f"offscreen render did not finish within {timeout_s:g} s", fix)
     if proc.returncode != 0 or "ok" not in proc.stdout:
@@ -517,14 +641,21 @@ def check_osmesa(timeout_s: float = 60.0) -> CheckResult:
 
 # --- the report ---------------------------------------------------------------------------------
 
+
 def planned_checks(cfg: PreflightConfig) -> list[tuple[str, Callable[[], CheckResult]]]:
     """(name, check) in report order for ``cfg.mode``."""
     common = [("ros", check_ros), ("libfranka", lambda: check_bindings(cfg.backend))]
     if cfg.mode == "sim":
-        return [*common, ("franky_sim", check_franky_sim), ("osmesa", check_osmesa),
-                ("model", lambda: check_model(cfg.model, cfg.task))]
+        return [
+            *common,
+            ("franky_sim", check_franky_sim),
+            ("osmesa", check_osmesa),
+            ("model", lambda: check_model(cfg.model, cfg.task)),
+        ]
     checks: list[tuple[str, Callable[[], CheckResult]]] = [
-        ("rt_kernel", check_rt_kernel), ("rt_scheduling", check_rt_scheduling), ("cpu_governor", check_cpu_governor),
+        ("rt_kernel", check_rt_kernel),
+        ("rt_scheduling", check_rt_scheduling),
+        ("cpu_governor", check_cpu_governor),
         *common,
         ("robot", lambda: check_robot(cfg.robot_ip, cfg.backend, cfg.connect_timeout_s)),
         ("gpu", lambda: check_gpu(cfg.model)),

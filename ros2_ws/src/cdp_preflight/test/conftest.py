@@ -26,13 +26,29 @@ def fr3_model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("preflight_model")
     generate_demos("reach_precise", root / "demos", 2, seed=0, progress=False)
     torch.manual_seed(0)
-    cfg = config_from_dict({
-        "data": {"path": str(root / "demos"), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
-        "model": {"denoiser": "mlp", "mlp_hidden": 32, "mlp_blocks": 1, "obs_feature_dim": 16, "time_embed_dim": 16},
-        "contraction": {"gamma": 0.0},
-        "train": {"steps": 5, "batch_size": 16, "lr": 1e-3, "warmup_steps": 1, "log_every": 5,
-                  "checkpoint_every": 5, "progress": False, "device": "cpu"},
-    })
+    cfg = config_from_dict(
+        {
+            "data": {"path": str(root / "demos"), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
+            "model": {
+                "denoiser": "mlp",
+                "mlp_hidden": 32,
+                "mlp_blocks": 1,
+                "obs_feature_dim": 16,
+                "time_embed_dim": 16,
+            },
+            "contraction": {"gamma": 0.0},
+            "train": {
+                "steps": 5,
+                "batch_size": 16,
+                "lr": 1e-3,
+                "warmup_steps": 1,
+                "log_every": 5,
+                "checkpoint_every": 5,
+                "progress": False,
+                "device": "cpu",
+            },
+        }
+    )
     run = train(cfg, root / "run")
     out = root / "reach.onnx"
     export_onnx(run["checkpoint"], out, sampler="ddim", steps=2)

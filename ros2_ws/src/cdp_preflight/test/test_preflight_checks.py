@@ -19,15 +19,30 @@ import yaml
 from preflight_test_env import NOBODY_IP, REPO, SIM_IP, STUB_IP
 
 from cdp_preflight import compat
-from cdp_preflight.preflight import (FAIL, PASS, WARN, PreflightConfig, check_calibration, check_cpu_governor,
-                                     check_model, check_robot, check_rt_kernel, run_preflight)
+from cdp_preflight.preflight import (
+    FAIL,
+    PASS,
+    WARN,
+    PreflightConfig,
+    check_calibration,
+    check_cpu_governor,
+    check_model,
+    check_robot,
+    check_rt_kernel,
+    run_preflight,
+)
 
 SIM_CALIBRATION = REPO / "calibration" / "sim_eye_in_hand.yaml"
 
 
 def _cli(*args: str, timeout: float = 120.0) -> tuple[int, dict]:
-    proc = subprocess.run([sys.executable, "-m", "cdp_preflight", "--json", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cdp_preflight", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
     try:
         report = json.loads(proc.stdout)
     except json.JSONDecodeError:
@@ -71,17 +86,37 @@ def test_robot_mode_fails_here_naming_robot_camera_gpu(fr3_model, tmp_path):
 
 
 def test_robot_mode_table_output_names_failures(fr3_model):
-    proc = subprocess.run([sys.executable, "-m", "cdp_preflight", "--robot-ip", NOBODY_IP, "--model", str(fr3_model),
-                           "--skip", "calibration"], capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cdp_preflight",
+            "--robot-ip",
+            NOBODY_IP,
+            "--model",
+            str(fr3_model),
+            "--skip",
+            "calibration",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 1
     assert "NOT ready" in proc.stdout and "robot" in proc.stdout and "camera" in proc.stdout
     assert "SKIP" in proc.stdout
 
 
 def test_missing_gpu_and_camera_can_be_downgraded(fr3_model):
-    cfg = PreflightConfig(robot_ip=NOBODY_IP, model=str(fr3_model), require_gpu=False, require_camera=False,
-                          skip=("robot", "calibration", "rt_kernel", "rt_scheduling", "cpu_governor"))
+    cfg = PreflightConfig(
+        robot_ip=NOBODY_IP,
+        model=str(fr3_model),
+        require_gpu=False,
+        require_camera=False,
+        skip=("robot", "calibration", "rt_kernel", "rt_scheduling", "cpu_governor"),
+    )
     results = {r.name: r for r in run_preflight(cfg)}
     assert results["camera"].status == WARN and "--no-camera" in results["camera"].detail
     if not Path("/dev/nvidia0").exists():
@@ -89,12 +124,18 @@ def test_missing_gpu_and_camera_can_be_downgraded(fr3_model):
 
 
 def test_bad_arguments_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "cdp_preflight", "--skip", "warp_drive"], capture_output=True,
-                          text=True, timeout=60, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cdp_preflight", "--skip", "warp_drive"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert proc.returncode == 2 and "warp_drive" in proc.stderr
 
 
 # --- model ---------------------------------------------------------------------------------------
+
 
 def test_corrupt_model_is_reported(fr3_model, tmp_path):
     bad = tmp_path / "reach.onnx"
@@ -128,6 +169,7 @@ def test_missing_model_points_to_the_recipe(tmp_path):
 
 # --- calibration ---------------------------------------------------------------------------------
 
+
 def _fresh_calibration(tmp_path: Path, age: dt.timedelta = dt.timedelta(0)) -> Path:
     d = yaml.safe_load(SIM_CALIBRATION.read_text())
     d["date"] = (dt.datetime.now(dt.timezone.utc) - age).isoformat()
@@ -158,6 +200,7 @@ def test_fresh_and_broken_calibrations(tmp_path):
 
 # --- host ---------------------------------------------------------------------------------------
 
+
 def test_cpu_governor_reads_sysfs(tmp_path):
     def tree(govs: list[str]) -> Path:
         root = tmp_path / "-".join(govs)
@@ -186,10 +229,15 @@ def test_rt_kernel_flag(tmp_path):
 
 # --- robot: franky-sim (the libfranka protocol) and a server that refuses the library ------------
 
+
 @pytest.fixture
 def franky_sim_server():
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "franky-sim"), "-s", "mujoco", "--hostname", SIM_IP],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "franky-sim"), "-s", "mujoco", "--hostname", SIM_IP],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         for line in proc.stdout:
@@ -269,6 +317,7 @@ def test_nothing_listening_is_reported_fast():
 
 
 # --- compatibility table ---------------------------------------------------------------------------
+
 
 def test_compat_table():
     assert compat.row_for_libfranka("0.21.3").robot_server == 10

@@ -26,16 +26,32 @@ def _hadolint() -> str:
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_hadolint_passes(name):
     # failure-threshold warning (in .hadolint.yaml, repeated here so a config edit cannot loosen it silently)
-    proc = subprocess.run([_hadolint(), "--config", str(DOCKER / ".hadolint.yaml"), "--failure-threshold", "warning",
-                           "--no-color", str(DOCKER / name)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            _hadolint(),
+            "--config",
+            str(DOCKER / ".hadolint.yaml"),
+            "--failure-threshold",
+            "warning",
+            "--no-color",
+            str(DOCKER / name),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, f"hadolint {name}:\n{proc.stdout}{proc.stderr}"
 
 
 def test_hadolint_catches_a_bad_dockerfile(tmp_path):
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM ubuntu:latest\nRUN pip install torch\nRUN cd /tmp && ls\n")
-    proc = subprocess.run([_hadolint(), "--config", str(DOCKER / ".hadolint.yaml"), "--no-color", str(bad)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [_hadolint(), "--config", str(DOCKER / ".hadolint.yaml"), "--no-color", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "DL3007" in proc.stdout and "DL3013" in proc.stdout
 
 
@@ -90,7 +106,7 @@ def test_robot_image_is_nonroot_and_sources_ros():
     assert users and users[-1] != "root"
     assert 'ENTRYPOINT ["/usr/local/bin/cdp-entrypoint"]' in text
     entry = (DOCKER / "entrypoint.sh").read_text()
-    assert '/opt/ros/${ROS_DISTRO}/setup.bash' in entry and "/opt/cdp/install/setup.bash" in entry
+    assert "/opt/ros/${ROS_DISTRO}/setup.bash" in entry and "/opt/cdp/install/setup.bash" in entry
     assert 'exec "$@"' in entry
 
 

@@ -35,15 +35,27 @@ import numpy as np
 from cdp_core.data.episodes import Episode, write_dataset_meta, write_episode
 from cdp_core.robot.rotations import TOOL_DOWN
 from cdp_core.sim.tasks import get_task
-from cdp_policy.observations import EE_POSE, FINGERS, JOINTS, OBJECT_POSE, OBJECT_UPRIGHT_XYZW, OBS_SOURCES, canonical_quat
+from cdp_policy.observations import (
+    EE_POSE,
+    FINGERS,
+    JOINTS,
+    OBJECT_POSE,
+    OBJECT_UPRIGHT_XYZW,
+    OBS_SOURCES,
+    canonical_quat,
+)
 from cdp_ros_common.conversions import msg_to_chunk
 from cdp_ros_common.names import FINGER_NAMES, JOINT_NAMES
 
 from .episode_file import EpisodeFileError, RecordedEpisode, TopicMessages, read_episode
 from .writer import FINAL_SUFFIX, INCOMPLETE_SUFFIX
 
-INPUT_TOPIC = {JOINTS: "/joint_states", FINGERS: "/joint_states", EE_POSE: "/franka/ee_pose",
-               OBJECT_POSE: "/perception/object_pose"}
+INPUT_TOPIC = {
+    JOINTS: "/joint_states",
+    FINGERS: "/joint_states",
+    EE_POSE: "/franka/ee_pose",
+    OBJECT_POSE: "/perception/object_pose",
+}
 
 
 @dataclass
@@ -73,6 +85,7 @@ class ConversionError(ValueError):
 
 
 # --- per-topic arrays ------------------------------------------------------------------------
+
 
 def _sorted(tm: TopicMessages) -> tuple[np.ndarray, list[Any], np.ndarray, int]:
     stamps = np.asarray(tm.stamp, dtype=np.float64)
@@ -109,15 +122,23 @@ def topic_report(stamps: np.ndarray, log_ns: np.ndarray, gap_factor: float, nonm
     half = n // 2
     r1 = (half - 1) / max(stamps[half - 1] - stamps[0], 1e-9)
     r2 = (n - half - 1) / max(stamps[-1] - stamps[half], 1e-9)
-    gaps = [(float(stamps[i] - stamps[0]), float(iv[i])) for i in np.flatnonzero(iv > gap_factor * med)] if med > 0 else []
+    gaps = (
+        [(float(stamps[i] - stamps[0]), float(iv[i])) for i in np.flatnonzero(iv > gap_factor * med)] if med > 0 else []
+    )
     dropped = int(sum(max(0, round(g / med) - 1) for _, g in gaps)) if med > 0 else 0
     lat = log_ns * 1e-9 - stamps
     slope = float(np.polyfit(stamps - stamps[0], lat, 1)[0]) if stamps[-1] > stamps[0] else 0.0
-    rep.update(rate_hz=1.0 / med if med > 0 else float("inf"), rate_drift_pct=100.0 * (r2 - r1) / r1 if r1 > 0 else 0.0,
-               gaps=[{"at_s": round(a, 4), "length_s": round(b, 4)} for a, b in gaps[:20]], gap_count=len(gaps),
-               dropped_estimate=dropped, max_interval_s=float(iv.max()),
-               latency_ms_median=1e3 * float(np.median(lat)), latency_ms_p99=1e3 * float(np.percentile(lat, 99)),
-               latency_drift_ms_per_min=1e3 * 60.0 * slope)
+    rep.update(
+        rate_hz=1.0 / med if med > 0 else float("inf"),
+        rate_drift_pct=100.0 * (r2 - r1) / r1 if r1 > 0 else 0.0,
+        gaps=[{"at_s": round(a, 4), "length_s": round(b, 4)} for a, b in gaps[:20]],
+        gap_count=len(gaps),
+        dropped_estimate=dropped,
+        max_interval_s=float(iv.max()),
+        latency_ms_median=1e3 * float(np.median(lat)),
+        latency_ms_p99=1e3 * float(np.percentile(lat, 99)),
+        latency_drift_ms_per_min=1e3 * 60.0 * slope,
+    )
     return rep
 
 
@@ -137,6 +158,7 @@ def _command_at(msgs: list[Any], stamps: np.ndarray, t: np.ndarray) -> np.ndarra
 
 # --- one episode --------------------------------------------------------------------------
 
+
 def convert_episode(ep: RecordedEpisode, cfg: ConvertConfig) -> tuple[Episode, dict[str, Any]]:
     """(training episode, report); raises ConversionError with the reason for a rejected episode."""
     meta = ep.episode
@@ -149,8 +171,14 @@ def convert_episode(ep: RecordedEpisode, cfg: ConvertConfig) -> tuple[Episode, d
     keys = list(spec.obs_dims)
     needed = sorted({i for k in keys for i in OBS_SOURCES[k].inputs})
     topics = sorted({INPUT_TOPIC[i] for i in needed} | ({cfg.command_topic} if cfg.action == "command" else set()))
-    report: dict[str, Any] = {"file": str(ep.path), "task": task_name, "success": ep.success, "rate_hz": rate,
-                              "action": cfg.action, "topics": {}}
+    report: dict[str, Any] = {
+        "file": str(ep.path),
+        "task": task_name,
+        "success": ep.success,
+        "rate_hz": rate,
+        "action": cfg.action,
+        "topics": {},
+    }
     data: dict[str, tuple[np.ndarray, list[Any]]] = {}
     for topic in topics:
         tm = ep.topics.get(topic)
@@ -189,8 +217,10 @@ def convert_episode(ep: RecordedEpisode, cfg: ConvertConfig) -> tuple[Episode, d
         values[key] = rows[idx]
         if not np.isfinite(values[key]).all():
             raise ConversionError(f"{INPUT_TOPIC[key]} lacks joints {JOINT_NAMES if key == JOINTS else FINGER_NAMES}")
-    obs = {k: np.stack([OBS_SOURCES[k].build({i: values[i][s] for i in OBS_SOURCES[k].inputs}) for s in range(n)])
-           for k in keys}
+    obs = {
+        k: np.stack([OBS_SOURCES[k].build({i: values[i][s] for i in OBS_SOURCES[k].inputs}) for s in range(n)])
+        for k in keys
+    }
     if cfg.action == "command":
         stamps, msgs = data[cfg.command_topic]
         action = _command_at(msgs, stamps, t)
@@ -200,14 +230,20 @@ def convert_episode(ep: RecordedEpisode, cfg: ConvertConfig) -> tuple[Episode, d
         action = np.concatenate([q[1:], q[-1:]])
     report["stale_samples"] = int(stale.sum())
     if stale.mean() > cfg.max_stale_fraction:
-        raise ConversionError(f"{stale.mean():.0%} of the grid samples are older than max_sample_age_s="
-                              f"{cfg.max_sample_age_s:g} (limit {cfg.max_stale_fraction:.0%}): see the topic report")
+        raise ConversionError(
+            f"{stale.mean():.0%} of the grid samples are older than max_sample_age_s="
+            f"{cfg.max_sample_age_s:g} (limit {cfg.max_stale_fraction:.0%}): see the topic report"
+        )
     keep, trim = idle_keep_mask(values[JOINTS], action, rate, cfg)
     report.update(steps_recorded=n, steps_kept=int(keep.sum()), trimmed=trim)
     if not keep.any():
         raise ConversionError("the arm never moved (every step is idle)")
-    episode = Episode(obs={k: v[keep].astype(np.float32) for k, v in obs.items()}, action=action[keep].astype(np.float32),
-                      timestamp=t[keep], name=ep.path.stem)
+    episode = Episode(
+        obs={k: v[keep].astype(np.float32) for k, v in obs.items()},
+        action=action[keep].astype(np.float32),
+        timestamp=t[keep],
+        name=ep.path.stem,
+    )
     return episode, report
 
 
@@ -237,7 +273,7 @@ def idle_keep_mask(q: np.ndarray, action: np.ndarray, rate: float, cfg: ConvertC
             while j <= last and not moving[j]:
                 j += 1
             if j - k > max_pause:
-                keep[k + max_pause:j] = False
+                keep[k + max_pause : j] = False
                 trim["pauses"] += j - k - max_pause
             k = j
         else:
@@ -247,14 +283,16 @@ def idle_keep_mask(q: np.ndarray, action: np.ndarray, rate: float, cfg: ConvertC
 
 # --- many episodes -----------------------------------------------------------------------
 
+
 def find_recordings(inputs: list[str | Path]) -> list[Path]:
     """Finished episode files among ``inputs`` (files or folders); partial / incomplete / discarded ones are skipped."""
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += sorted(f for f in p.glob(f"*{FINAL_SUFFIX}") if not f.name.endswith((INCOMPLETE_SUFFIX,
-                                                                                           ".discarded.mcap")))
+            files += sorted(
+                f for f in p.glob(f"*{FINAL_SUFFIX}") if not f.name.endswith((INCOMPLETE_SUFFIX, ".discarded.mcap"))
+            )
         elif p.is_file():
             files.append(p)
         else:
@@ -290,13 +328,26 @@ def convert(inputs: list[str | Path], out: str | Path, cfg: ConvertConfig) -> di
     spec = get_task(task_name).spec
     rate = cfg.rate_hz or spec.control_hz
     root = Path(out)
-    write_dataset_meta(root, spec.obs_dims, 7, action_names=spec.action_names, rate_hz=rate, task=task_name,
-                       generator="cdp-record-convert", action_definition=cfg.action, command_topic=cfg.command_topic,
-                       sources=[r["file"] for _, r in kept])
+    write_dataset_meta(
+        root,
+        spec.obs_dims,
+        7,
+        action_names=spec.action_names,
+        rate_hz=rate,
+        task=task_name,
+        generator="cdp-record-convert",
+        action_definition=cfg.action,
+        command_topic=cfg.command_topic,
+        sources=[r["file"] for _, r in kept],
+    )
     for i, (episode, rep) in enumerate(kept):
         rep["dataset_file"] = str(write_episode(root, i, episode))
-    report["summary"] = {"episodes": len(kept), "rejected": len(rejected), "steps": int(sum(len(e) for e, _ in kept)),
-                         "dataset": str(root)}
+    report["summary"] = {
+        "episodes": len(kept),
+        "rejected": len(rejected),
+        "steps": int(sum(len(e) for e, _ in kept)),
+        "dataset": str(root),
+    }
     (root / "conversion_report.json").write_text(json.dumps(report, indent=2, default=float))
     return report
 
@@ -315,8 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", help="also write the validation report here (JSON)")
     args = ap.parse_args(argv)
     try:
-        cfg = ConvertConfig(rate_hz=args.rate, action=args.action, command_topic=args.command_topic, task=args.task,
-                            success_only=args.success_only, max_pause_s=args.max_pause, keep_tail_s=args.keep_tail)
+        cfg = ConvertConfig(
+            rate_hz=args.rate,
+            action=args.action,
+            command_topic=args.command_topic,
+            task=args.task,
+            success_only=args.success_only,
+            max_pause_s=args.max_pause,
+            keep_tail_s=args.keep_tail,
+        )
         report = convert(args.inputs, args.out, cfg)
     except (ValueError, FileNotFoundError) as exc:
         print(f"cdp-record-convert: {exc}", file=sys.stderr)
@@ -326,8 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.report).write_text(text)
     for r in report["episodes"]:
         worst = max((t.get("dropped_estimate", 0) for t in r["topics"].values()), default=0)
-        print(f"kept {r['file']}: {r['steps_kept']}/{r['steps_recorded']} steps, success={r['success']}, "
-              f"stale={r['stale_samples']}, dropped<= {worst}")
+        print(
+            f"kept {r['file']}: {r['steps_kept']}/{r['steps_recorded']} steps, success={r['success']}, "
+            f"stale={r['stale_samples']}, dropped<= {worst}"
+        )
     for r in report["rejected"]:
         print(f"REJECTED {r['file']}: {r['reason']}")
     if "error" in report:

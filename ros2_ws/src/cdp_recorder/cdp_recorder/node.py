@@ -38,16 +38,19 @@ class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("recorder_node")
         self.config = declare_dataclass(self, RecorderConfig)
-        self.recorder = EpisodeRecorder(self.config, clock_ns=lambda: self.get_clock().now().nanoseconds,
-                                        log=lambda s: self.get_logger().info(s))
+        self.recorder = EpisodeRecorder(
+            self.config, clock_ns=lambda: self.get_clock().now().nanoseconds, log=lambda s: self.get_logger().info(s)
+        )
         self.status_pub = self.create_publisher(
-            String, RECORDER_STATUS, QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+            String, RECORDER_STATUS, QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        )
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
         for topic, type_name in self.config.parsed_topics():
             if topic == EPISODE_EVENT:
                 continue  # recorded by the event callback, after it has acted on the event
-            self.create_subscription(message_class(type_name), topic,
-                                     lambda data, t=topic: self.recorder.write(t, data), 200, raw=True)
+            self.create_subscription(
+                message_class(type_name), topic, lambda data, t=topic: self.recorder.write(t, data), 200, raw=True
+            )
         self.create_subscription(String, EPISODE_EVENT, self._on_event, 50)
         self._last_status = ""
         self.create_timer(1.0, self._periodic)
@@ -79,10 +82,22 @@ class RecorderNode(Node):
         self._publish_status(force=True)
         st = self.recorder.status()
         level = diagnostics.ERROR if st["state"] == ERROR else diagnostics.OK
-        self.diag_pub.publish(diagnostics.array(self.get_clock().now().nanoseconds * 1e-9, diagnostics.status(
-            "recorder_node", level, st["error"] or st["state"],
-            {"state": st["state"], "episodes_kept": st["episodes_kept"], "file": st["file"],
-             "recovered_partials": len(st["recovered_partials"])})))
+        self.diag_pub.publish(
+            diagnostics.array(
+                self.get_clock().now().nanoseconds * 1e-9,
+                diagnostics.status(
+                    "recorder_node",
+                    level,
+                    st["error"] or st["state"],
+                    {
+                        "state": st["state"],
+                        "episodes_kept": st["episodes_kept"],
+                        "file": st["file"],
+                        "recovered_partials": len(st["recovered_partials"]),
+                    },
+                ),
+            )
+        )
 
     def shutdown(self) -> None:
         # Ctrl-C / SIGTERM while recording: the episode is finished and kept (marked as interrupted).

@@ -37,8 +37,20 @@ DEFAULT_TOPICS = (
     "/camera/color/camera_info|sensor_msgs/msg/CameraInfo",
 )
 IDLE, RECORDING, ERROR = "idle", "recording", "error"
-SOFTWARE = ("cdp_core", "cdp_recorder", "cdp_teleop", "safety_filter", "franka_driver", "cdp_policy", "rclpy",
-            "franky-control", "pylibfranka", "franky-sim", "mcap", "mcap-ros2-support")
+SOFTWARE = (
+    "cdp_core",
+    "cdp_recorder",
+    "cdp_teleop",
+    "safety_filter",
+    "franka_driver",
+    "cdp_policy",
+    "rclpy",
+    "franky-control",
+    "pylibfranka",
+    "franky-sim",
+    "mcap",
+    "mcap-ros2-support",
+)
 
 
 @dataclass
@@ -97,8 +109,9 @@ def calibration_metadata(files: str) -> dict[str, str]:
 class EpisodeRecorder:
     """Turns episode events and serialized messages into one MCAP file per episode."""
 
-    def __init__(self, config: RecorderConfig, clock_ns: Callable[[], int] = time.time_ns,
-                 log: Callable[[str], None] = print):
+    def __init__(
+        self, config: RecorderConfig, clock_ns: Callable[[], int] = time.time_ns, log: Callable[[str], None] = print
+    ):
         self.config = config
         self.topics = dict(config.parsed_topics())
         self.clock_ns = clock_ns
@@ -138,11 +151,18 @@ class EpisodeRecorder:
             self.stop(keep=True)
         free_mb = shutil.disk_usage(self.dir).free / 1e6
         if free_mb < self.config.min_free_mb:
-            self._fail(RecordingError(f"only {free_mb:.0f} MB free in {self.dir} (min_free_mb="
-                                      f"{self.config.min_free_mb:g}): not starting an episode", disk_full=True))
+            self._fail(
+                RecordingError(
+                    f"only {free_mb:.0f} MB free in {self.dir} (min_free_mb="
+                    f"{self.config.min_free_mb:g}): not starting an episode",
+                    disk_full=True,
+                )
+            )
             return None
         t = self.clock_ns()
-        name = time.strftime("episode_%Y%m%d_%H%M%S", time.localtime(t / 1e9)) + f"_{t % 1_000_000_000 // 1_000_000:03d}"
+        name = (
+            time.strftime("episode_%Y%m%d_%H%M%S", time.localtime(t / 1e9)) + f"_{t % 1_000_000_000 // 1_000_000:03d}"
+        )
         try:
             self.writer = EpisodeWriter(self.dir, name, self.config.fsync_period_s, self.config.chunk_size)
         except RecordingError as exc:
@@ -179,8 +199,10 @@ class EpisodeRecorder:
         ep["success"] = "unknown" if ep["success"] is None else str(bool(ep["success"])).lower()
         ep["messages"] = w.messages
         ep["robot"] = self.config.robot
-        meta = {"episode": {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in ep.items()},
-                "software": self.software}
+        meta = {
+            "episode": {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in ep.items()},
+            "software": self.software,
+        }
         if self.calibration:
             meta["calibration"] = self.calibration
         try:
@@ -200,6 +222,11 @@ class EpisodeRecorder:
         self.log(f"RECORDING STOPPED: {exc}")
 
     def status(self) -> dict[str, Any]:
-        return {"state": self.state, "error": self.error, "file": str(self.writer.partial) if self.writer else "",
-                "episodes_kept": len(self.finished), "last": str(self.finished[-1]) if self.finished else "",
-                "recovered_partials": [str(p) for p in self.recovered]}
+        return {
+            "state": self.state,
+            "error": self.error,
+            "file": str(self.writer.partial) if self.writer else "",
+            "episodes_kept": len(self.finished),
+            "last": str(self.finished[-1]) if self.finished else "",
+            "recovered_partials": [str(p) for p in self.recovered],
+        }

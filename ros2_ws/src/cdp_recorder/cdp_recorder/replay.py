@@ -34,7 +34,7 @@ def load_commands(path: str | Path, topic: str = "/teleop/command") -> RecordedC
     log = np.asarray(tm.log_ns, dtype=np.int64)
     send = (log - log[0]) * 1e-9
     due, pos = [], []
-    for m, stamp in zip(tm.msgs, tm.stamp):
+    for m, _stamp in zip(tm.msgs, tm.stamp):
         times, q = msg_to_chunk(m)
         due.append(times - times[0])
         pos.append(q)

@@ -15,8 +15,23 @@ import re
 import sys
 from pathlib import Path
 
-BUILTINS = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
-            "int64", "uint64", "string", "wstring"}
+BUILTINS = {
+    "bool",
+    "byte",
+    "char",
+    "float32",
+    "float64",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "string",
+    "wstring",
+}
 SEPARATOR = "=" * 80
 
 
@@ -36,8 +51,10 @@ def msg_file(pkg: str, name: str) -> Path:
         f = prefix / "share" / pkg / "msg" / f"{name}.msg"
         if f.is_file():
             return f
-    raise SchemaError(f"no definition of {pkg}/msg/{name} (looked for share/{pkg}/msg/{name}.msg under "
-                      f"{', '.join(str(p) for p in _prefixes())})")
+    raise SchemaError(
+        f"no definition of {pkg}/msg/{name} (looked for share/{pkg}/msg/{name}.msg under "
+        f"{', '.join(str(p) for p in _prefixes())})"
+    )
 
 
 def split_type(type_name: str) -> tuple[str, str]:
@@ -58,7 +75,9 @@ def _field_types(text: str, pkg: str) -> list[tuple[str, str]]:
             continue
         tokens = line.split(None, 1)
         ftype = tokens[0]
-        if len(tokens) > 1 and "=" in tokens[1].split()[0] + (tokens[1].split()[1] if len(tokens[1].split()) > 1 else ""):
+        if len(tokens) > 1 and "=" in tokens[1].split()[0] + (
+            tokens[1].split()[1] if len(tokens[1].split()) > 1 else ""
+        ):
             continue  # constant (NAME=VALUE): always a builtin type
         base = re.sub(r"\[.*\]$", "", ftype)
         base = re.sub(r"<=\d+$", "", base)

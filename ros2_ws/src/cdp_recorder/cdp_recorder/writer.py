@@ -38,9 +38,12 @@ class RecordingError(RuntimeError):
 def describe_os_error(exc: OSError, path: Path) -> RecordingError:
     full = exc.errno in DISK_FULL_ERRNOS
     why = "disk full" if full else "I/O error"
-    return RecordingError(f"{why} while writing {path} ({errno.errorcode.get(exc.errno or 0, exc.errno)}: "
-                          f"{exc.strerror or exc}): recording stopped, the episode is left as {path.name} "
-                          "(marked partial); the arm is not affected", disk_full=full)
+    return RecordingError(
+        f"{why} while writing {path} ({errno.errorcode.get(exc.errno or 0, exc.errno)}: "
+        f"{exc.strerror or exc}): recording stopped, the episode is left as {path.name} "
+        "(marked partial); the arm is not affected",
+        disk_full=full,
+    )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -54,8 +57,14 @@ def _fsync_dir(path: Path) -> None:
 class EpisodeWriter:
     """Writes one episode to ``<directory>/<name>.mcap.partial``; :meth:`finish` makes it ``<name>.mcap``."""
 
-    def __init__(self, directory: str | Path, name: str, fsync_period_s: float = 1.0, chunk_size: int = 1 << 20,
-                 library: str = "cdp_recorder"):
+    def __init__(
+        self,
+        directory: str | Path,
+        name: str,
+        fsync_period_s: float = 1.0,
+        chunk_size: int = 1 << 20,
+        library: str = "cdp_recorder",
+    ):
         self.directory = Path(directory)
         self.name = name
         self.partial = self.directory / f"{name}{PARTIAL_SUFFIX}"
@@ -84,24 +93,32 @@ class EpisodeWriter:
         if cid is None:
             sid = self._schemas.get(type_name)
             if sid is None:
-                sid = self._writer.register_schema(name=type_name, encoding="ros2msg",
-                                                   data=message_definition(type_name).encode())
+                sid = self._writer.register_schema(
+                    name=type_name, encoding="ros2msg", data=message_definition(type_name).encode()
+                )
                 self._schemas[type_name] = sid
-            cid = self._channels[topic] = self._writer.register_channel(topic=topic, message_encoding="cdr",
-                                                                        schema_id=sid)
+            cid = self._channels[topic] = self._writer.register_channel(
+                topic=topic, message_encoding="cdr", schema_id=sid
+            )
             self._sequence[topic] = 0
         return cid
 
-    def write(self, topic: str, type_name: str, data: bytes, log_time_ns: int, publish_time_ns: int | None = None) -> None:
+    def write(
+        self, topic: str, type_name: str, data: bytes, log_time_ns: int, publish_time_ns: int | None = None
+    ) -> None:
         """Append one serialized (CDR) message; fsync if the period has passed."""
         if self.closed:
             raise RecordingError(f"{self.partial} is closed")
         try:
             cid = self._channel(topic, type_name)
             self._sequence[topic] += 1
-            self._writer.add_message(cid, log_time=int(log_time_ns), data=bytes(data),
-                                     publish_time=int(publish_time_ns if publish_time_ns is not None else log_time_ns),
-                                     sequence=self._sequence[topic])
+            self._writer.add_message(
+                cid,
+                log_time=int(log_time_ns),
+                data=bytes(data),
+                publish_time=int(publish_time_ns if publish_time_ns is not None else log_time_ns),
+                sequence=self._sequence[topic],
+            )
             self.messages += 1
             if time.monotonic() - self._last_sync >= self.fsync_period_s:
                 self._sync()

@@ -44,20 +44,46 @@ def collected(tmp_path_factory):
     host = f"127.0.6.{random.Random(os.getpid()).randint(1, 100)}"
     specs = [s for s in resolve(load_graph(), {"use_sim": "true", "robot_ip": host}) if s.name != "policy_node"]
     params = specs[0].params_files
-    specs.append(NodeSpec("recorder_node", "cdp_recorder", "recorder_node", "cdp_recorder.node", True, 0.0, params,
-                          {"output_dir": str(rec_dir), "min_free_mb": "10.0"}))
-    specs.append(NodeSpec("teleop_node", "cdp_teleop", "teleop_node", "cdp_teleop.node", False, 0.0, params,
-                          {"device": "scripted", "episodes": str(EPISODES), "exit_when_done": "true",
-                           "task": "reach_precise", "operator": "pytest-scripted", "max_lead_m": "0.08"}))
+    specs.append(
+        NodeSpec(
+            "recorder_node",
+            "cdp_recorder",
+            "recorder_node",
+            "cdp_recorder.node",
+            True,
+            0.0,
+            params,
+            {"output_dir": str(rec_dir), "min_free_mb": "10.0"},
+        )
+    )
+    specs.append(
+        NodeSpec(
+            "teleop_node",
+            "cdp_teleop",
+            "teleop_node",
+            "cdp_teleop.node",
+            False,
+            0.0,
+            params,
+            {
+                "device": "scripted",
+                "episodes": str(EPISODES),
+                "exit_when_done": "true",
+                "task": "reach_precise",
+                "operator": "pytest-scripted",
+                "max_lead_m": "0.08",
+            },
+        )
+    )
     log = io.StringIO()
     graph = NodeGraph(specs, out=log)
     graph.start()
     teleop = next(n for n in graph.nodes if n.spec.name == "teleop_node")
     try:
         teleop.process.wait(timeout=240)
-    except Exception:
+    except Exception as exc:
         graph.stop()
-        raise RuntimeError("scripted collection did not finish:\n" + log.getvalue()[-8000:])
+        raise RuntimeError("scripted collection did not finish:\n" + log.getvalue()[-8000:]) from exc
     # The teleop node exits right after its last episode's stop event; the recorder then closes
     # and renames that episode's file. On a loaded machine that takes a moment: wait for it.
     t_end = time.monotonic() + 30.0
@@ -87,8 +113,14 @@ def test_unattended_collection_records_every_episode(collected):
         assert meta["task"] == "reach_precise" and meta["operator"] == "pytest-scripted"
         assert meta["success"] in ("true", "false")
         assert "cdp_core" in ep.metadata["software"]
-        for topic in ("/joint_states", "/franka/ee_pose", "/teleop/command", "/safety/command",
-                      "/perception/object_pose", "/episode/event"):
+        for topic in (
+            "/joint_states",
+            "/franka/ee_pose",
+            "/teleop/command",
+            "/safety/command",
+            "/perception/object_pose",
+            "/episode/event",
+        ):
             assert ep.topics.get(topic) and ep.topics[topic].msgs, f"{f.name}: nothing on {topic}"
         # the arm moved during the episode
         q = np.array([m.position[:7] for m in ep.topics["/joint_states"].msgs])
@@ -128,8 +160,9 @@ def test_dataset_values_equal_the_recorded_messages(dataset):
             m = js[int(np.searchsorted(js_t, t, side="right")) - 1]
             idx = {n: i for i, n in enumerate(m.name)}
             np.testing.assert_array_equal(ep.obs["joint_pos"][k], np.float32([m.position[idx[j]] for j in JOINT_NAMES]))
-            np.testing.assert_array_equal(ep.obs["gripper_width"][k],
-                                          np.float32([sum(m.position[idx[j]] for j in FINGER_NAMES)]))
+            np.testing.assert_array_equal(
+                ep.obs["gripper_width"][k], np.float32([sum(m.position[idx[j]] for j in FINGER_NAMES)])
+            )
             c = cmd[int(np.searchsorted(cmd_t, t, side="right")) - 1]
             np.testing.assert_array_equal(ep.action[k], np.float32(c.points[0].positions))
         # 10 Hz grid, pauses trimmed to at most max_pause_s
@@ -146,14 +179,26 @@ def test_a_small_policy_trains_on_the_recorded_dataset(dataset, tmp_path):
     from cdp_core.trainer import train
 
     out, _ = dataset
-    cfg = {"data": {"path": str(out), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
-           "model": {"denoiser": "mlp", "mlp_hidden": 64, "mlp_blocks": 2, "obs_feature_dim": 16, "time_embed_dim": 16},
-           "train": {"steps": 20, "batch_size": 16, "lr": 1e-3, "warmup_steps": 2, "log_every": 5,
-                     "checkpoint_every": 20, "progress": False}}
+    cfg = {
+        "data": {"path": str(out), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
+        "model": {"denoiser": "mlp", "mlp_hidden": 64, "mlp_blocks": 2, "obs_feature_dim": 16, "time_embed_dim": 16},
+        "train": {
+            "steps": 20,
+            "batch_size": 16,
+            "lr": 1e-3,
+            "warmup_steps": 2,
+            "log_every": 5,
+            "checkpoint_every": 20,
+            "progress": False,
+        },
+    }
     result = train(config_from_dict(cfg), tmp_path / "run")
     assert Path(result["checkpoint"]).is_file()
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-              if "loss" in json.loads(line)]
+    losses = [
+        json.loads(line)["loss"]
+        for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    ]
     assert losses and all(np.isfinite(losses))
 
 

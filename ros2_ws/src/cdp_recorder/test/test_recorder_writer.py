@@ -114,8 +114,9 @@ FULL_DISK_CHILD = textwrap.dedent("""
 
 
 def test_full_disk_stops_recording_with_a_clear_error(tmp_path):
-    res = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path)], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["state"] == ERROR and out["written"] < 100000

@@ -46,15 +46,18 @@ def duration_to_sec(d: Duration) -> float:
     return d.sec + d.nanosec * 1e-9
 
 
-def chunk_to_msg(t0: float, dt: float, positions: np.ndarray, joint_names: Sequence[str] = JOINT_NAMES,
-                 frame_id: str = BASE_FRAME) -> JointTrajectory:
+def chunk_to_msg(
+    t0: float, dt: float, positions: np.ndarray, joint_names: Sequence[str] = JOINT_NAMES, frame_id: str = BASE_FRAME
+) -> JointTrajectory:
     """An action chunk (K x n joint targets) stamped ``t0``; point k is due at ``t0 + k * dt``."""
     msg = JointTrajectory()
     msg.header.stamp = sec_to_time(t0)
     msg.header.frame_id = frame_id
     msg.joint_names = list(joint_names)
     for k, q in enumerate(np.asarray(positions, dtype=np.float64)):
-        msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q], time_from_start=sec_to_duration(k * dt)))
+        msg.points.append(
+            JointTrajectoryPoint(positions=[float(v) for v in q], time_from_start=sec_to_duration(k * dt))
+        )
     return msg
 
 

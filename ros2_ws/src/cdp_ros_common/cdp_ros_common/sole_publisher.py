@@ -45,8 +45,9 @@ class SolePublisher:
         self._unknown_since = {gid: self._unknown_since.get(gid, now) for gid in unknown}
         lingering = [gid for gid, t0 in self._unknown_since.items() if now - t0 >= self.unknown_grace_s]
         own = [gid for name, gid in endpoints if name == self.node]
-        foreign = sorted(name for name, gid in endpoints
-                         if name != self.node and (UNKNOWN_NODE not in name or gid in lingering))
+        foreign = sorted(
+            name for name, gid in endpoints if name != self.node and (UNKNOWN_NODE not in name or gid in lingering)
+        )
         if len(own) > 1:
             foreign.append(f"{self.node} (a second publisher under that name)")
         self.gid = own[0] if len(own) == 1 else None

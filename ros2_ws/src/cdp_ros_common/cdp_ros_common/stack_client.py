@@ -91,9 +91,14 @@ class StackClient:
         node.create_subscription(DiagnosticArray, names.DIAGNOSTICS, self._on_diag, 50, callback_group=self.group)
         self.teleop = node.create_publisher(JointTrajectory, names.TELEOP_COMMAND, 10)
         self._clients: dict[str, Any] = {}
-        self._types = {names.POLICY_ENABLE: SetBool, names.SIM_RESET_EPISODE: Trigger,
-                       names.SIM_START_EPISODE: Trigger, names.DRIVER_RECOVER: Trigger,
-                       self.filter_parameters: SetParameters, self.sim_parameters: SetParameters}
+        self._types = {
+            names.POLICY_ENABLE: SetBool,
+            names.SIM_RESET_EPISODE: Trigger,
+            names.SIM_START_EPISODE: Trigger,
+            names.DRIVER_RECOVER: Trigger,
+            self.filter_parameters: SetParameters,
+            self.sim_parameters: SetParameters,
+        }
 
     # --- names ----------------------------------------------------------------------------
     @property
@@ -194,8 +199,10 @@ class StackClient:
             self.set_parameter(self.sim_parameters, "next_seed", int(seed))
         reset = json.loads(self.trigger(names.SIM_RESET_EPISODE))
         if seed is not None and int(reset["seed"]) != seed:
-            raise StackError(f"{self.config.sim_node} drew seed {reset['seed']} instead of the requested {seed}: "
-                             "it does not honour next_seed; episodes would not pair")
+            raise StackError(
+                f"{self.config.sim_node} drew seed {reset['seed']} instead of the requested {seed}: "
+                "it does not honour next_seed; episodes would not pair"
+            )
         return reset
 
     def start_episode(self) -> None:
@@ -216,8 +223,10 @@ class StackClient:
         self.guard()
         err = self.driver_error()
         if err:
-            raise StackError(f"franka_driver reports an error ({err}); the arm holds. Find the cause, "
-                             f"then call {names.DRIVER_RECOVER}")
+            raise StackError(
+                f"franka_driver reports an error ({err}); the arm holds. Find the cause, "
+                f"then call {names.DRIVER_RECOVER}"
+            )
 
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
@@ -227,8 +236,14 @@ class StackClient:
         dt = float(times[1] - times[0]) if len(times) > 1 else 0.1
         self.teleop.publish(chunk_to_msg(float(times[0]), dt, np.asarray(path)[:40]))
 
-    def go_home(self, q_goal: np.ndarray, sink: JointSink | None = None, tolerance: float | None = None,
-                timeout_s: float | None = None, speed: float | None = None) -> None:
+    def go_home(
+        self,
+        q_goal: np.ndarray,
+        sink: JointSink | None = None,
+        tolerance: float | None = None,
+        timeout_s: float | None = None,
+        speed: float | None = None,
+    ) -> None:
         """Bring the arm to ``q_goal`` through the safety filter and return once it stays there.
 
         The filter's source must be ``teleop``; ``sink`` (default :meth:`send_teleop`) receives the
@@ -246,8 +261,9 @@ class StackClient:
             if time.monotonic() > t_end:
                 raise StackError(f"no {names.JOINT_STATES} within {timeout_s} s: is the driver running?")
             time.sleep(0.05)
-        times, path = homing_trajectory(self.q.copy(), q_goal, self.now() + 0.1, speed or c.homing_speed,
-                                        dt=c.command_period_s)
+        times, path = homing_trajectory(
+            self.q.copy(), q_goal, self.now() + 0.1, speed or c.homing_speed, dt=c.command_period_s
+        )
         settled_since: float | None = None
         while True:
             now = self.now()  # read once: a second reading may already be past the path's end
@@ -265,6 +281,8 @@ class StackClient:
                     settled_since = None
             self.check_driver()
             if time.monotonic() > t_end:
-                raise StackError(f"arm did not reach {np.round(q_goal, 3).tolist()} within {timeout_s} s "
-                                 f"(error {np.max(np.abs(self.q - q_goal)):.3f} rad)")
+                raise StackError(
+                    f"arm did not reach {np.round(q_goal, 3).tolist()} within {timeout_s} s "
+                    f"(error {np.max(np.abs(self.q - q_goal)):.3f} rad)"
+                )
             time.sleep(c.command_period_s)

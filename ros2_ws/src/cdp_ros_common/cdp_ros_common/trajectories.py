@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def homing_trajectory(q_now: np.ndarray, q_goal: np.ndarray, t0: float, speed: float, dt: float = 0.1
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def homing_trajectory(
+    q_now: np.ndarray, q_goal: np.ndarray, t0: float, speed: float, dt: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
     """A smooth (smoothstep) joint path from ``q_now`` to ``q_goal``: absolute due times and positions.
 
     The safety filter adds the jerk limits; this only keeps the requested speed modest.

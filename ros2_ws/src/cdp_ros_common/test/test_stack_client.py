@@ -103,8 +103,9 @@ def stack():
     rclpy.init(context=context)
     fake, sim = FakeFilter(context), FakeSim(context)
     user = Node("stack_client_user", context=context)
-    client = StackClient(user, StackClientConfig(service_timeout_s=3.0, homing_speed=1.0, homing_timeout_s=10.0,
-                                                 home_settle_s=0.1))
+    client = StackClient(
+        user, StackClientConfig(service_timeout_s=3.0, homing_speed=1.0, homing_timeout_s=10.0, home_settle_s=0.1)
+    )
     executors = []
     for n in (fake, sim, user):
         ex = SingleThreadedExecutor(context=context)

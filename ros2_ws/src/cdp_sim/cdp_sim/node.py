@@ -32,8 +32,9 @@ class SimRobotNode(Node):
         self.config = declare_dataclass(self, SimConfig)
         self.sim = TaskSimulation(self.config)
         self.sim.start()
-        self.get_logger().info(f"franky-sim FR3 with task {self.config.task!r} serving libfranka on "
-                               f"{self.config.hostname}")
+        self.get_logger().info(
+            f"franky-sim FR3 with task {self.config.task!r} serving libfranka on {self.config.hostname}"
+        )
         self.pose_pub = self.create_publisher(PoseStamped, self.config.object_pose_topic, 10)
         self.success_pub = self.create_publisher(Bool, names.TASK_SUCCESS, 10)
         self.error_pub = self.create_publisher(Float64, names.TASK_TIP_ERROR, 10)
@@ -61,10 +62,23 @@ class SimRobotNode(Node):
 
     def _diagnose(self) -> None:
         st = self.sim.status()
-        self.diag_pub.publish(diagnostics.array(self._now(), diagnostics.status(
-            "sim_robot", diagnostics.OK, "running", {"task": self.config.task, "seed": st.seed,
-                                                     "episode_time_s": st.sim_time, "success": st.success,
-                                                     "tip_error_m": st.tip_error_m})))
+        self.diag_pub.publish(
+            diagnostics.array(
+                self._now(),
+                diagnostics.status(
+                    "sim_robot",
+                    diagnostics.OK,
+                    "running",
+                    {
+                        "task": self.config.task,
+                        "seed": st.seed,
+                        "episode_time_s": st.sim_time,
+                        "success": st.success,
+                        "tip_error_m": st.tip_error_m,
+                    },
+                ),
+            )
+        )
 
     def _on_parameters(self, params: list[Parameter]) -> SetParametersResult:
         for p in params:
@@ -80,8 +94,13 @@ class SimRobotNode(Node):
         if requested >= 0:  # one-shot: the following reset continues from this seed
             self.set_parameters([Parameter("next_seed", value=-1)])
         res.success = True
-        res.message = json.dumps({"seed": seed, "task": self.config.task,
-                                  "params": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in params.items()}})
+        res.message = json.dumps(
+            {
+                "seed": seed,
+                "task": self.config.task,
+                "params": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in params.items()},
+            }
+        )
         self.get_logger().info(f"episode reset: {res.message}")
         return res
 
@@ -93,8 +112,11 @@ class SimRobotNode(Node):
     def destroy_node(self) -> None:
         if self.sim.alive:
             spread = self.sim.wait_for_rest(self.config.shutdown_grace_s)
-            print(f"sim_robot: arm {'at rest' if spread < 5e-4 else 'still moving'} when the simulator stopped "
-                  f"(joints moved {spread * 1e3:.2f} mrad in the last 0.2 s)", flush=True)
+            print(
+                f"sim_robot: arm {'at rest' if spread < 5e-4 else 'still moving'} when the simulator stopped "
+                f"(joints moved {spread * 1e3:.2f} mrad in the last 0.2 s)",
+                flush=True,
+            )
         self.sim.stop()
         super().destroy_node()
 

@@ -101,7 +101,9 @@ class TaskSimulation:
         t_end, spread, window = time.monotonic() + timeout_s, math.inf, []
         while self.alive and time.monotonic() < t_end:
             now = time.monotonic()
-            window = [(t, q) for t, q in window if now - t <= window_s] + [(now, np.array(self.robot.inner_state.q)[:7])]
+            window = [(t, q) for t, q in window if now - t <= window_s] + [
+                (now, np.array(self.robot.inner_state.q)[:7])
+            ]
             if now - window[0][0] >= 0.9 * window_s:
                 spread = float(np.max(np.ptp(np.array([q for _, q in window]), axis=0)))
                 if spread < spread_rad:
@@ -177,9 +179,15 @@ class TaskSimulation:
             obs = self.task.task_observation(params) if params else {}
             vec = next(iter(obs.values())) if obs else np.zeros(3)
             quat = vec[3:7] if vec.shape[0] >= 7 else np.array([0.0, 0.0, 0.0, 1.0])
-            return EpisodeStatus(seed=self._seed, params=params, sim_time=self._steps * PHYSICS_DT - self._episode_start,
-                                 success=self.monitor.success, tip_error_m=self.monitor.error,
-                                 object_position=np.array(vec[:3]), object_quat_xyzw=np.array(quat))
+            return EpisodeStatus(
+                seed=self._seed,
+                params=params,
+                sim_time=self._steps * PHYSICS_DT - self._episode_start,
+                success=self.monitor.success,
+                tip_error_m=self.monitor.error,
+                object_position=np.array(vec[:3]),
+                object_quat_xyzw=np.array(quat),
+            )
 
     def wait_steps(self, n: int, timeout_s: float = 10.0) -> None:
         """Block until the physics has advanced ``n`` steps (tests)."""

@@ -24,8 +24,11 @@ from std_srvs.srv import Trigger  # noqa: E402
 @pytest.fixture(scope="module")
 def sim():
     host = f"127.0.9.{os.getpid() % 200 + 20}"
-    proc = subprocess.Popen([sys.executable, "-m", "cdp_sim.node", "--ros-args", "-p", f"hostname:={host}",
-                             "-p", "task:=peg_insert"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cdp_sim.node", "--ros-args", "-p", f"hostname:={host}", "-p", "task:=peg_insert"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     rclpy.init()
     node = rclpy.create_node("sim_probe")
     poses = []
@@ -54,7 +57,11 @@ def _call(node, srv_type, name, request):
 def test_chosen_seed_places_the_fixture_and_ground_truth_follows(sim):
     node, poses, _ = sim
     p = Parameter(name="next_seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=4242))
-    assert _call(node, SetParameters, "/sim_robot/set_parameters", SetParameters.Request(parameters=[p])).results[0].successful
+    assert (
+        _call(node, SetParameters, "/sim_robot/set_parameters", SetParameters.Request(parameters=[p]))
+        .results[0]
+        .successful
+    )
     res = json.loads(_call(node, Trigger, names.SIM_RESET_EPISODE, Trigger.Request()).message)
     assert res["seed"] == 4242 and res["task"] == "peg_insert"
     expected = get_task("peg_insert").sample(np.random.default_rng(4242))
@@ -73,7 +80,9 @@ def test_chosen_seed_places_the_fixture_and_ground_truth_follows(sim):
 
 def test_a_libfranka_client_connects_to_the_simulated_arm(sim):
     _, _, host = sim
-    code = ("import franky; r = franky.Robot('%s', realtime_config=franky.RealtimeConfig.Ignore); "
-            "print(len(r.current_joint_positions))" % host)
+    code = (
+        "import franky; r = franky.Robot('%s', realtime_config=franky.RealtimeConfig.Ignore); "
+        "print(len(r.current_joint_positions))" % host
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip().endswith("7"), out.stderr[-2000:]

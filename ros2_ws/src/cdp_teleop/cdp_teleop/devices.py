@@ -31,8 +31,10 @@ class TerminalKeyboard:
 
         self.fd = sys.stdin.fileno() if fd is None else fd
         if not os.isatty(self.fd):
-            raise DeviceError("the keyboard device needs a terminal on stdin (run the node in a terminal, "
-                              "tmux, or over `ssh -t`); use device:=gamepad or device:=scripted otherwise")
+            raise DeviceError(
+                "the keyboard device needs a terminal on stdin (run the node in a terminal, "
+                "tmux, or over `ssh -t`); use device:=gamepad or device:=scripted otherwise"
+            )
         self._termios = termios
         self._saved = termios.tcgetattr(self.fd)
         tty.setcbreak(self.fd)
@@ -69,8 +71,10 @@ class PygameGamepad:
         count = pygame.joystick.get_count()
         if count <= index:
             pygame.quit()
-            raise DeviceError(f"no gamepad {index}: pygame sees {count} joystick(s) "
-                              "(is it plugged in, and is /dev/input/js* / event* readable by this user?)")
+            raise DeviceError(
+                f"no gamepad {index}: pygame sees {count} joystick(s) "
+                "(is it plugged in, and is /dev/input/js* / event* readable by this user?)"
+            )
         self.joystick = pygame.joystick.Joystick(index)
         self.joystick.init()
         self.name = self.joystick.get_name()

@@ -150,10 +150,33 @@ class TeleopCore:
 # --- keyboard ---------------------------------------------------------------------------------
 
 #: key -> (index into the 6-vector [vx, vy, vz, wx, wy, wz], sign)
-KEY_AXES = {"w": (0, 1), "s": (0, -1), "a": (1, 1), "d": (1, -1), "r": (2, 1), "f": (2, -1),
-            "u": (3, 1), "o": (3, -1), "i": (4, 1), "k": (4, -1), "j": (5, 1), "l": (5, -1)}
-KEY_EVENTS = {"b": START, "e": STOP, "x": DISCARD, "y": SUCCESS, "n": FAILURE,
-              "+": SPEED_UP, "=": SPEED_UP, "-": SPEED_DOWN, " ": HALT, "q": QUIT, "\x03": QUIT}
+KEY_AXES = {
+    "w": (0, 1),
+    "s": (0, -1),
+    "a": (1, 1),
+    "d": (1, -1),
+    "r": (2, 1),
+    "f": (2, -1),
+    "u": (3, 1),
+    "o": (3, -1),
+    "i": (4, 1),
+    "k": (4, -1),
+    "j": (5, 1),
+    "l": (5, -1),
+}
+KEY_EVENTS = {
+    "b": START,
+    "e": STOP,
+    "x": DISCARD,
+    "y": SUCCESS,
+    "n": FAILURE,
+    "+": SPEED_UP,
+    "=": SPEED_UP,
+    "-": SPEED_DOWN,
+    " ": HALT,
+    "q": QUIT,
+    "\x03": QUIT,
+}
 
 KEYBOARD_HELP = """\
 teleop keyboard (base frame fr3_link0; hold or tap a key; motion stops key_timeout_s after the last press)
@@ -205,6 +228,7 @@ class KeyboardMapper:
 
 
 # --- gamepad ----------------------------------------------------------------------------------
+
 
 @dataclass
 class GamepadLayout:
@@ -258,8 +282,17 @@ class GamepadMapper:
             was = i < len(self._prev_buttons) and bool(self._prev_buttons[i])
             return pressed(i) and not was
 
-        events = [ev for b, ev in ((lay.start_button, START), (lay.stop_button, STOP), (lay.discard_button, DISCARD),
-                                   (lay.speed_up_button, SPEED_UP), (lay.speed_down_button, SPEED_DOWN)) if edge(b)]
+        events = [
+            ev
+            for b, ev in (
+                (lay.start_button, START),
+                (lay.stop_button, STOP),
+                (lay.discard_button, DISCARD),
+                (lay.speed_up_button, SPEED_UP),
+                (lay.speed_down_button, SPEED_DOWN),
+            )
+            if edge(b)
+        ]
         hat = tuple(hats[lay.hat]) if hats and lay.hat < len(hats) else (0, 0)
         if hat != self._prev_hat:
             if hat[1] > 0:
@@ -268,8 +301,13 @@ class GamepadMapper:
                 events.append(FAILURE)
         self._prev_buttons, self._prev_hat = list(buttons), hat
         # Stick forward (negative y axis) = +x away from the base; stick left (negative x) = +y.
-        lin = np.array([-self._axis(axes, lay.axis_ly), -self._axis(axes, lay.axis_lx),
-                        self._trigger(axes, lay.axis_rt) - self._trigger(axes, lay.axis_lt)])
+        lin = np.array(
+            [
+                -self._axis(axes, lay.axis_ly),
+                -self._axis(axes, lay.axis_lx),
+                self._trigger(axes, lay.axis_rt) - self._trigger(axes, lay.axis_lt),
+            ]
+        )
         rx, ry = -self._axis(axes, lay.axis_rx), -self._axis(axes, lay.axis_ry)
         ang = np.array([rx, ry, 0.0]) if pressed(lay.roll_button) else np.array([0.0, ry, rx])
         deadman = pressed(lay.deadman_button)

@@ -39,7 +39,17 @@ from trajectory_msgs.msg import JointTrajectory
 
 from .devices import DeviceError, PygameGamepad, TerminalKeyboard
 from .events import EPISODE_EVENT, EPISODE_EVENTS, FAILURE, START, STOP, SUCCESS, encode_event
-from .mapping import HALT, KEYBOARD_HELP, QUIT, SPEED_DOWN, SPEED_UP, DeviceInput, GamepadLayout, TeleopConfig, TeleopCore
+from .mapping import (
+    HALT,
+    KEYBOARD_HELP,
+    QUIT,
+    SPEED_DOWN,
+    SPEED_UP,
+    DeviceInput,
+    GamepadLayout,
+    TeleopConfig,
+    TeleopCore,
+)
 from .scripted import plan_scripted_demo
 
 
@@ -90,10 +100,12 @@ class TeleopNode(Node):
         group = ReentrantCallbackGroup()
         self.create_subscription(JointState, names.JOINT_STATES, self._on_joints, 10, callback_group=group)
         self.create_subscription(PoseStamped, names.OBJECT_POSE, self._on_object, 10, callback_group=group)
-        self.create_subscription(Bool, names.TASK_SUCCESS, lambda m: setattr(self, "success", bool(m.data)), 10,
-                                 callback_group=group)
-        self.stack = StackClient(self, StackClientConfig(safety_node=nc.safety_node, home_tolerance=0.03,
-                                                         homing_timeout_s=30.0))
+        self.create_subscription(
+            Bool, names.TASK_SUCCESS, lambda m: setattr(self, "success", bool(m.data)), 10, callback_group=group
+        )
+        self.stack = StackClient(
+            self, StackClientConfig(safety_node=nc.safety_node, home_tolerance=0.03, homing_timeout_s=30.0)
+        )
         self.stack.guard = self._stop_if_quitting
         self.cmd_pub = self.create_publisher(JointTrajectory, names.TELEOP_COMMAND, 10)
         self.event_pub = self.create_publisher(String, EPISODE_EVENT, 10)
@@ -148,8 +160,9 @@ class TeleopNode(Node):
 
     def send_event(self, ev: str, **extra: Any) -> None:
         nc = self.node_config
-        self.event_pub.publish(String(data=encode_event(ev, self.now(), task=nc.task, operator=nc.operator,
-                                                        source=nc.device, **extra)))
+        self.event_pub.publish(
+            String(data=encode_event(ev, self.now(), task=nc.task, operator=nc.operator, source=nc.device, **extra))
+        )
         if ev == START:
             self.recording = True
         elif ev in (STOP, "discard"):
@@ -165,10 +178,22 @@ class TeleopNode(Node):
     def _diagnose(self) -> None:
         c = self.core
         level = diagnostics.OK if c.synced else diagnostics.WARN
-        self.diag_pub.publish(diagnostics.array(self.now(), diagnostics.status(
-            "teleop_node", level, "ok" if c.synced else "no joint states yet",
-            {"device": self.node_config.device, "speed_scale": c.speed_scale, "ik_refusals": c.ik_refusals,
-             "recording": self.recording})))
+        self.diag_pub.publish(
+            diagnostics.array(
+                self.now(),
+                diagnostics.status(
+                    "teleop_node",
+                    level,
+                    "ok" if c.synced else "no joint states yet",
+                    {
+                        "device": self.node_config.device,
+                        "speed_scale": c.speed_scale,
+                        "ik_refusals": c.ik_refusals,
+                        "recording": self.recording,
+                    },
+                ),
+            )
+        )
 
     # --- worker thread: source selection and the scripted operator ----------------------------
     def _wait_synced(self, timeout_s: float = 60.0) -> None:
@@ -201,6 +226,7 @@ class TeleopNode(Node):
 
     def _home(self, q_goal: np.ndarray) -> None:
         """Home through the teleop core's target (this node's own stream carries it to the filter)."""
+
         def follow(_times: np.ndarray, path: np.ndarray) -> None:
             with self.lock:
                 self.core.set_target_joints(path[0])
@@ -221,8 +247,10 @@ class TeleopNode(Node):
         kept, attempts = 0, 0
         while kept < nc.episodes and not self.done.is_set():
             if attempts >= 2 * nc.episodes + 3:
-                raise StackError(f"gave up after {attempts} attempts ({kept} episodes kept): "
-                                 f"driver error {self.stack.driver_error()!r}")
+                raise StackError(
+                    f"gave up after {attempts} attempts ({kept} episodes kept): "
+                    f"driver error {self.stack.driver_error()!r}"
+                )
             attempts += 1
             try:
                 if self._scripted_episode(kept):
@@ -278,8 +306,10 @@ class TeleopNode(Node):
         ok = self.success
         self.send_event(SUCCESS if ok else FAILURE, seed=seed)
         self.send_event(STOP, seed=seed)
-        self._say(f"scripted episode {index + 1}/{nc.episodes} seed {seed} ({plan.strategy}): "
-                  f"{'success' if ok else 'failure'}")
+        self._say(
+            f"scripted episode {index + 1}/{nc.episodes} seed {seed} ({plan.strategy}): "
+            f"{'success' if ok else 'failure'}"
+        )
         return True
 
     def destroy_node(self) -> None:

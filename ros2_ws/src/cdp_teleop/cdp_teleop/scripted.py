@@ -19,8 +19,12 @@ from cdp_core.sim.scripted import STRATEGIES
 from cdp_core.sim.tasks import Task, get_task
 
 #: Approach offsets of each strategy (m, relative to the first final waypoint), as in plan_demo.
-OFFSETS = {"direct": None, "from_above": np.array([0.0, 0.0, 0.10]),
-           "from_left": np.array([0.0, 0.10, 0.04]), "from_right": np.array([0.0, -0.10, 0.04])}
+OFFSETS = {
+    "direct": None,
+    "from_above": np.array([0.0, 0.0, 0.10]),
+    "from_left": np.array([0.0, 0.10, 0.04]),
+    "from_right": np.array([0.0, -0.10, 0.04]),
+}
 
 
 def task_params_from_pose(task: Task, position: np.ndarray, quat_xyzw: np.ndarray) -> dict:
@@ -70,9 +74,15 @@ class ScriptedPlan:
         return tip - self.tip_offset * rot[:, 2], rot
 
 
-def plan_scripted_demo(task: Task | str, object_position: np.ndarray, object_quat_xyzw: np.ndarray,
-                       tcp_position: np.ndarray, tcp_rotation: np.ndarray, rng: np.random.Generator,
-                       strategy: str | None = None) -> ScriptedPlan:
+def plan_scripted_demo(
+    task: Task | str,
+    object_position: np.ndarray,
+    object_quat_xyzw: np.ndarray,
+    tcp_position: np.ndarray,
+    tcp_rotation: np.ndarray,
+    rng: np.random.Generator,
+    strategy: str | None = None,
+) -> ScriptedPlan:
     """A demonstration plan from the arm's current TCP pose to the task's goal (mirrors ``plan_demo``)."""
     task = get_task(task) if isinstance(task, str) else task
     params = task_params_from_pose(task, object_position, object_quat_xyzw)
@@ -96,6 +106,12 @@ def plan_scripted_demo(task: Task | str, object_position: np.ndarray, object_qua
     for p, v in points:
         segments.append(Segment(tip, np.asarray(p, dtype=np.float64), max(0.6, float(np.linalg.norm(p - tip)) / v)))
         tip = np.asarray(p, dtype=np.float64)
-    return ScriptedPlan(strategy, segments, np.asarray(tcp_rotation), rot_goal, task.tip_offset,
-                        hold_s=task.spec.hold_s + 1.0, waypoints=[p for p, _ in points])
-
+    return ScriptedPlan(
+        strategy,
+        segments,
+        np.asarray(tcp_rotation),
+        rot_goal,
+        task.tip_offset,
+        hold_s=task.spec.hold_s + 1.0,
+        waypoints=[p for p, _ in points],
+    )

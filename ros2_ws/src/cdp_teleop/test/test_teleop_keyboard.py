@@ -78,10 +78,14 @@ def _pane(session: str) -> str:
 def test_keys_in_a_real_terminal_move_the_simulated_arm(stack, tmp_path):
     graph, node, state, log = stack
     session = f"cdp_teleop_{os.getpid()}"
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE") if k in os.environ)
+    env = " ".join(
+        f"{k}={os.environ[k]}" for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE") if k in os.environ
+    )
     out = tmp_path / "teleop.out"
-    cmd = (f"env {env} PYTHONUNBUFFERED=1 {sys.executable} -m cdp_teleop.node --ros-args -p device:=keyboard "
-           f"-p operator:=tmux -p speed_scale:=1.0 -p max_linear_mps:=0.1 2>&1 | tee {out}")
+    cmd = (
+        f"env {env} PYTHONUNBUFFERED=1 {sys.executable} -m cdp_teleop.node --ros-args -p device:=keyboard "
+        f"-p operator:=tmux -p speed_scale:=1.0 -p max_linear_mps:=0.1 2>&1 | tee {out}"
+    )
     assert _tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40", cmd).returncode == 0
     try:
         t_end = time.monotonic() + 60
@@ -118,8 +122,11 @@ def test_keys_in_a_real_terminal_move_the_simulated_arm(stack, tmp_path):
         time.sleep(1.0)
         assert np.linalg.norm(state["pose"] - p2) < 0.005  # keys released: the arm holds still
         events = [e for e in state["events"]]
-        assert any('"start"' in e for e in events) and any('"success"' in e for e in events) and \
-            any('"stop"' in e for e in events), events
+        assert (
+            any('"start"' in e for e in events)
+            and any('"success"' in e for e in events)
+            and any('"stop"' in e for e in events)
+        ), events
         _tmux("send-keys", "-t", session, "q")
         t_end = time.monotonic() + 15
         while _tmux("has-session", "-t", session).returncode == 0 and time.monotonic() < t_end:

@@ -8,8 +8,15 @@ from cdp_core.robot.kinematics import tcp_pose
 from cdp_core.robot.rotations import matrix_to_rotvec
 from cdp_core.sim.env import HOME_Q
 from cdp_teleop.events import DISCARD, FAILURE, START, STOP, SUCCESS, EventError, decode_event, encode_event
-from cdp_teleop.mapping import (SPEED_UP, DeviceInput, GamepadLayout, GamepadMapper, KeyboardMapper,
-                                TeleopConfig, TeleopCore)
+from cdp_teleop.mapping import (
+    SPEED_UP,
+    DeviceInput,
+    GamepadLayout,
+    GamepadMapper,
+    KeyboardMapper,
+    TeleopConfig,
+    TeleopCore,
+)
 from cdp_teleop.scripted import plan_scripted_demo
 
 

@@ -20,8 +20,18 @@ from cdp_core.robot.limits import FR3
 
 #: ``FR3`` is the one FR3 limit table (datasheet + libfranka rate_limiting.h), shared with the
 #: safety filter; both backends' trajectory generators run at ``relative_dynamics_factor`` of it.
-__all__ = ["FR3", "ArmState", "Backend", "BackendError", "DriverConfig", "canonical_quat", "clip_velocity",
-           "make_backend", "tcp_pose", "validate_joint_target"]
+__all__ = [
+    "FR3",
+    "ArmState",
+    "Backend",
+    "BackendError",
+    "DriverConfig",
+    "canonical_quat",
+    "clip_velocity",
+    "make_backend",
+    "tcp_pose",
+    "validate_joint_target",
+]
 
 
 @dataclasses.dataclass
@@ -75,7 +85,9 @@ class DriverConfig:
         if not 0.0 < self.relative_dynamics_factor <= 1.0:
             raise ValueError(f"relative_dynamics_factor must be in (0, 1], got {self.relative_dynamics_factor}")
         if not self.state_rate_hz >= 100.0:
-            raise ValueError(f"state_rate_hz must be >= 100 (the stack's /joint_states contract), got {self.state_rate_hz}")
+            raise ValueError(
+                f"state_rate_hz must be >= 100 (the stack's /joint_states contract), got {self.state_rate_hz}"
+            )
         if not self.command_timeout_s > 0.0:
             raise ValueError(f"command_timeout_s must be > 0, got {self.command_timeout_s}")
         if not 0.0 <= self.gripper_open_width <= 0.08:
@@ -153,7 +165,7 @@ class Backend(abc.ABC):
     @property
     @abc.abstractmethod
     def gripper_status(self) -> str:
-        """"ok", "disabled" or why the gripper is unavailable."""
+        """ "ok", "disabled" or why the gripper is unavailable."""
 
 
 def make_backend(config: DriverConfig) -> Backend:
@@ -180,8 +192,9 @@ def tcp_pose(q: np.ndarray, f_t_ee: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     stale O_T_EE (the pose of the last *commanded* q) while idle, which is off by the PD tracking
     error (~1.5 mm). Returns (position (3,), quaternion x y z w with w >= 0).
     """
-    return rotations.transform_to_pose(forward_kinematics(np.asarray(q, dtype=np.float64), f_t_ee),
-                                       hemisphere=rotations.W_NON_NEGATIVE)
+    return rotations.transform_to_pose(
+        forward_kinematics(np.asarray(q, dtype=np.float64), f_t_ee), hemisphere=rotations.W_NON_NEGATIVE
+    )
 
 
 def validate_joint_target(q: np.ndarray, dq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -88,8 +88,10 @@ class CommandGuard:
     def update_publishers(self, endpoints: Sequence[Endpoint]) -> str | None:
         """Take the command topic's publishers; returns a fault it latched now, else None."""
         if self.source.update(endpoints) and not self.fault:
-            self.fault = (f"foreign publisher on the command topic: {', '.join(self.foreign)}; holding until it is "
-                          "gone and /franka/reset")
+            self.fault = (
+                f"foreign publisher on the command topic: {', '.join(self.foreign)}; holding until it is "
+                "gone and /franka/reset"
+            )
             return self.fault
         return None
 
@@ -110,8 +112,15 @@ class CommandGuard:
         self._last_q = self._last_stamp = None
 
     # -- commands -------------------------------------------------------------------------
-    def check(self, gid: bytes | None, q: np.ndarray, dq: np.ndarray | None, measured_q: np.ndarray | None,
-              tcp_position: np.ndarray | None, stamp: float | None = None) -> str | None:
+    def check(
+        self,
+        gid: bytes | None,
+        q: np.ndarray,
+        dq: np.ndarray | None,
+        measured_q: np.ndarray | None,
+        tcp_position: np.ndarray | None,
+        stamp: float | None = None,
+    ) -> str | None:
         """None if the command may go to the arm; else why not. Faults it finds are latched."""
         if self.estopped:
             return self._refuse("e-stop latched: holding until /franka/reset")
@@ -131,8 +140,9 @@ class CommandGuard:
                 # accepted command is checked against the arm, not against an old command.
                 j = int(np.argmax(dev))
                 self.forget_last()
-                return self._refuse(f"fr3_joint{j + 1} commanded {dev[j]:.3f} rad from the measured arm "
-                                    f"(max {cfg.max_deviation_rad})")
+                return self._refuse(
+                    f"fr3_joint{j + 1} commanded {dev[j]:.3f} rad from the measured arm (max {cfg.max_deviation_rad})"
+                )
         why = self._motion_problem(q, dq, tcp_position, stamp)
         if why is not None:
             self.fault = f"last-line check: {why}; holding until /franka/reset"
@@ -140,8 +150,9 @@ class CommandGuard:
         self._last_q, self._last_stamp = q.copy(), stamp
         return None
 
-    def _motion_problem(self, q: np.ndarray, dq: np.ndarray | None, tcp_position: np.ndarray | None,
-                        stamp: float | None) -> str | None:
+    def _motion_problem(
+        self, q: np.ndarray, dq: np.ndarray | None, tcp_position: np.ndarray | None, stamp: float | None
+    ) -> str | None:
         cfg = self.config
         if dq is not None and np.any(np.abs(dq) > np.asarray(FR3.v_max)):
             j = int(np.argmax(np.abs(dq) / np.asarray(FR3.v_max)))
@@ -154,8 +165,10 @@ class CommandGuard:
             allowed = np.asarray(FR3.v_max) * dt + cfg.max_step_rad
             if np.any(step > allowed):
                 j = int(np.argmax(step - allowed))
-                return (f"fr3_joint{j + 1} steps {step[j]:.3f} rad between two commands {dt * 1e3:.0f} ms apart "
-                        f"(the FR3 moves at most {allowed[j]:.3f})")
+                return (
+                    f"fr3_joint{j + 1} steps {step[j]:.3f} rad between two commands {dt * 1e3:.0f} ms apart "
+                    f"(the FR3 moves at most {allowed[j]:.3f})"
+                )
         if tcp_position is not None:
             x = np.asarray(tcp_position, dtype=float)
             lo = np.asarray(cfg.box_min) - cfg.box_tolerance_m

@@ -51,8 +51,12 @@ class CycleResult:
 class JointMotionGenerator:
     """Ruckig from the commanded state to the latest target; see the module docstring."""
 
-    def __init__(self, limits: tuple[np.ndarray, np.ndarray, np.ndarray], use_velocity: bool = True,
-                 hold_before_finish_s: float = HOLD_BEFORE_FINISH_S):
+    def __init__(
+        self,
+        limits: tuple[np.ndarray, np.ndarray, np.ndarray],
+        use_velocity: bool = True,
+        hold_before_finish_s: float = HOLD_BEFORE_FINISH_S,
+    ):
         import ruckig
 
         self._rk = ruckig
@@ -117,8 +121,9 @@ class JointMotionGenerator:
             self.out.pass_to_input(self.inp)
             # Ruckig's own output sits exactly on the acceleration limit while it saturates; fed
             # back unchanged, that boundary state trips its step 2 (seen in CI). A hair inside.
-            self.inp.current_acceleration = list(np.clip(self.inp.current_acceleration, -self.amax * 0.9999,
-                                                         self.amax * 0.9999))
+            self.inp.current_acceleration = list(
+                np.clip(self.inp.current_acceleration, -self.amax * 0.9999, self.amax * 0.9999)
+            )
         if res is not None and int(res) < 0:  # Ruckig refused the input: hold where we are
             self.brake()
         at_rest = res == rk.Result.Finished and max(abs(v) for v in self.out.new_velocity) < 1e-9
@@ -136,9 +141,14 @@ class JointMotionGenerator:
 Poll = Callable[[], tuple[JointTarget, bool]]
 
 
-def run_motion(ctrl: Any, gen: JointMotionGenerator, first: JointTarget, poll: Poll,
-               make_command: Callable[[np.ndarray, bool], Any],
-               on_state: Callable[[Any], None] = lambda _s: None) -> bool:
+def run_motion(
+    ctrl: Any,
+    gen: JointMotionGenerator,
+    first: JointTarget,
+    poll: Poll,
+    make_command: Callable[[np.ndarray, bool], Any],
+    on_state: Callable[[Any], None] = lambda _s: None,
+) -> bool:
     """One libfranka motion from the commanded state to rest; True when it ended on a stop request.
 
     ``make_command(q, finished)`` builds what ``ctrl.writeOnce`` takes (pylibfranka's

@@ -16,7 +16,17 @@ import threading
 
 import numpy as np
 
-from .backend import FR3, ArmState, Backend, BackendError, DriverConfig, canonical_quat, clip_velocity, tcp_pose, validate_joint_target
+from .backend import (
+    FR3,
+    ArmState,
+    Backend,
+    BackendError,
+    DriverConfig,
+    canonical_quat,
+    clip_velocity,
+    tcp_pose,
+    validate_joint_target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +205,9 @@ class FrankyBackend(Backend):
             try:
                 if not robot.is_in_control:
                     return
-                stop = (franky.CartesianStopMotion if self.config.command_mode == "cartesian" else franky.JointStopMotion)(
-                    self.config.relative_dynamics_factor)
+                stop = (
+                    franky.CartesianStopMotion if self.config.command_mode == "cartesian" else franky.JointStopMotion
+                )(self.config.relative_dynamics_factor)
                 robot.move(stop, asynchronous=True)
                 if wait:
                     robot.join_motion(timeout=3.0)
@@ -248,8 +259,11 @@ class FrankyBackend(Backend):
         with self._gripper_lock:
             try:
                 # Wide tolerances: "closed on something anywhere between width and fully open" succeeds.
-                return bool(self._gripper.grasp(float(width), float(speed), float(force), epsilon_inner=0.08,
-                                                epsilon_outer=0.08))
+                return bool(
+                    self._gripper.grasp(
+                        float(width), float(speed), float(force), epsilon_inner=0.08, epsilon_outer=0.08
+                    )
+                )
             except Exception as exc:
                 log.error("gripper grasp failed: %s", _describe(exc))
                 return False
@@ -271,8 +285,11 @@ def _apply_fr3_limits(robot) -> None:
     franky's defaults differ per joint from the FR3's (accelerations up to 20 rad/s^2, jerks up to
     10,000 rad/s^3 at factor 1.0); the stack keeps one table, and the generator stays inside it.
     """
-    for attr, table in (("joint_velocity_limit", FR3.v_max), ("joint_acceleration_limit", FR3.a_max),
-                        ("joint_jerk_limit", FR3.j_max)):
+    for attr, table in (
+        ("joint_velocity_limit", FR3.v_max),
+        ("joint_acceleration_limit", FR3.a_max),
+        ("joint_jerk_limit", FR3.j_max),
+    ):
         limit = getattr(robot, attr)
         ceiling = np.asarray(limit.max, dtype=np.float64) if limit.max is not None else np.asarray(table)
         limit.set(np.minimum(np.asarray(table), ceiling).tolist())

@@ -67,11 +67,13 @@ class FrankaDriverNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
         self._command_topic = names.SAFETY_COMMAND if cfg.command_mode == "joint" else names.SAFETY_CARTESIAN_COMMAND
         if cfg.command_mode == "joint":
-            self.create_subscription(JointTrajectory, names.SAFETY_COMMAND, self._on_joint_command, 10,
-                                     callback_group=self._io_group)
+            self.create_subscription(
+                JointTrajectory, names.SAFETY_COMMAND, self._on_joint_command, 10, callback_group=self._io_group
+            )
         else:
-            self.create_subscription(PoseStamped, names.SAFETY_CARTESIAN_COMMAND, self._on_pose_command, 10,
-                                     callback_group=self._io_group)
+            self.create_subscription(
+                PoseStamped, names.SAFETY_CARTESIAN_COMMAND, self._on_pose_command, 10, callback_group=self._io_group
+            )
         self.create_timer(0.1, self._on_graph_timer, callback_group=self._io_group)
         self.create_service(Trigger, names.DRIVER_ESTOP, self._on_estop, callback_group=self._io_group)
         self.create_service(Trigger, names.DRIVER_RESET, self._on_reset, callback_group=self._io_group)
@@ -81,7 +83,8 @@ class FrankaDriverNode(Node):
         self.create_service(SetBool, names.GRIPPER_MOVE, self._on_gripper, callback_group=self._srv_group)
         self.get_logger().info(
             f"franka_driver up: backend={cfg.backend} robot_ip={cfg.robot_ip} mode={cfg.command_mode} "
-            f"realtime={cfg.realtime} state_rate={cfg.state_rate_hz} Hz gripper={self.backend.gripper_status}")
+            f"realtime={cfg.realtime} state_rate={cfg.state_rate_hz} Hz gripper={self.backend.gripper_status}"
+        )
 
     def _connect_with_retry(self) -> None:
         import time
@@ -94,7 +97,9 @@ class FrankaDriverNode(Node):
             except BackendError as exc:
                 if time.monotonic() >= t_end:
                     raise
-                self.get_logger().info(f"{exc}; retrying for {t_end - time.monotonic():.0f} s more", throttle_duration_sec=5.0)
+                self.get_logger().info(
+                    f"{exc}; retrying for {t_end - time.monotonic():.0f} s more", throttle_duration_sec=5.0
+                )
                 time.sleep(0.5)
 
     def _now(self) -> float:
@@ -125,8 +130,9 @@ class FrankaDriverNode(Node):
             was_holding = self.guard.holding
             tcp = tcp_pose(q, st.f_t_ee)[0] if st is not None else None
             stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-            why = self.guard.check(message_gid(info), q, dq, st.q if st is not None else None, tcp,
-                                   stamp if stamp > 0 else None)
+            why = self.guard.check(
+                message_gid(info), q, dq, st.q if st is not None else None, tcp, stamp if stamp > 0 else None
+            )
             if self._guard_refused(why, was_holding):
                 return
             if not self.config.use_command_velocity:
@@ -145,8 +151,9 @@ class FrankaDriverNode(Node):
         with self._lock:
             was_holding = self.guard.holding
             # Joint-space checks do not apply to a pose; the box does (franky's IK owns the joints).
-            why = self.guard.check(message_gid(info), self._last_state.q if self._last_state else np.zeros(7), None,
-                                   None, pos)
+            why = self.guard.check(
+                message_gid(info), self._last_state.q if self._last_state else np.zeros(7), None, None, pos
+            )
             if self._guard_refused(why, was_holding):
                 return
             if self.backend.command_cartesian(pos, quat):
@@ -170,7 +177,10 @@ class FrankaDriverNode(Node):
             self.backend.brake()
             self.monitor.forget_target()
         self.get_logger().warning("e-stop: braking and holding until /franka/reset")
-        response.success, response.message = True, "e-stop latched in the driver: braking and holding until /franka/reset"
+        response.success, response.message = (
+            True,
+            "e-stop latched in the driver: braking and holding until /franka/reset",
+        )
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -254,8 +264,9 @@ class FrankaDriverNode(Node):
             level, message = diag.WARN, self.backend.gripper_status
         else:
             level, message = diag.OK, f"{st.mode}"
-        self.pub_diag.publish(diag.array(now, diag.status("franka_driver", level, message, values,
-                                                           hardware_id=self.config.robot_ip)))
+        self.pub_diag.publish(
+            diag.array(now, diag.status("franka_driver", level, message, values, hardware_id=self.config.robot_ip))
+        )
 
     # --- services -----------------------------------------------------------------------
     def _on_recover(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -266,8 +277,11 @@ class FrankaDriverNode(Node):
         ok = self.backend.recover()
         st = self.backend.read_state()
         response.success = bool(ok and not st.error)
-        response.message = "recovered; holding position until the next command" if response.success else (
-            f"recovery failed: {st.error or 'robot still in error'}")
+        response.message = (
+            "recovered; holding position until the next command"
+            if response.success
+            else (f"recovery failed: {st.error or 'robot still in error'}")
+        )
         self.get_logger().info(response.message)
         return response
 
@@ -312,8 +326,11 @@ class FrankaDriverNode(Node):
                             break
                     time.sleep(0.005)
                 words = "at rest" if rested else "STILL MOVING"
-                print(f"franka_driver: stopped; arm {words} before disconnecting (joints moved {spread * 1e3:.2f} mrad "
-                      "in the last 0.1 s)", flush=True)
+                print(
+                    f"franka_driver: stopped; arm {words} before disconnecting (joints moved {spread * 1e3:.2f} mrad "
+                    "in the last 0.1 s)",
+                    flush=True,
+                )
             except BackendError as exc:
                 print(f"franka_driver: stopped; no final state ({exc})", flush=True)
         finally:

@@ -33,12 +33,21 @@ from .shared_memory import COMMAND, STATE, ErrorText, SeqlockBlock
 __all__ = ["HOLD_BEFORE_FINISH_S", "PylibfrankaBackend", "ROBOT_MODES"]
 
 #: libfranka RobotMode values (franka/robot_state.h).
-ROBOT_MODES = {0: "Other", 1: "Idle", 2: "Move", 3: "Guiding", 4: "Reflex", 5: "UserStopped", 6: "AutomaticErrorRecovery"}
+ROBOT_MODES = {
+    0: "Other",
+    1: "Idle",
+    2: "Move",
+    3: "Guiding",
+    4: "Reflex",
+    5: "UserStopped",
+    6: "AutomaticErrorRecovery",
+}
 
 
 # ----------------------------------------------------------------------------------------
 # Child: the control process
 # ----------------------------------------------------------------------------------------
+
 
 def _target_of(c: np.void) -> JointTarget:
     return JointTarget(float(c["target_id"]), np.array(c["q"]), np.array(c["dq"]) if c["has_dq"] else None)
@@ -55,17 +64,29 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
     st = SeqlockBlock(state_raw, STATE)
     err = ErrorText(err_raw)
     counters = {"cycles": 0.0, "motions": 0.0}
-    gen = JointMotionGenerator(FR3.generator_limits(cfg["relative_dynamics_factor"]),
-                               use_velocity=bool(cfg["use_command_velocity"]))
+    gen = JointMotionGenerator(
+        FR3.generator_limits(cfg["relative_dynamics_factor"]), use_velocity=bool(cfg["use_command_velocity"])
+    )
 
     def publish(s: Any, in_control: bool, **extra: Any) -> None:
         errs = str(s.current_errors)
         if errs != "[]" and not st.current("error"):
             err.write(f"robot errors: {errs}")
             extra["error"] = 1.0
-        st.write(time=s.time.to_sec(), q=s.q, dq=s.dq, tau=s.tau_J, O_T_EE=s.O_T_EE, F_T_EE=s.F_T_EE,
-                 mode=float(int(s.robot_mode.value)), in_control=1.0 if in_control else 0.0,
-                 cycles=counters["cycles"], motions=counters["motions"], late=float(gen.late_cycles), **extra)
+        st.write(
+            time=s.time.to_sec(),
+            q=s.q,
+            dq=s.dq,
+            tau=s.tau_J,
+            O_T_EE=s.O_T_EE,
+            F_T_EE=s.F_T_EE,
+            mode=float(int(s.robot_mode.value)),
+            in_control=1.0 if in_control else 0.0,
+            cycles=counters["cycles"],
+            motions=counters["motions"],
+            late=float(gen.late_cycles),
+            **extra,
+        )
 
     def fail(text: str) -> None:
         err.write(text)
@@ -147,6 +168,7 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
 # Parent
 # ----------------------------------------------------------------------------------------
 
+
 class PylibfrankaBackend(Backend):
     """Same API as FrankyBackend; the arm is driven by a child process (joint targets only)."""
 
@@ -165,8 +187,12 @@ class PylibfrankaBackend(Backend):
         self._state = SeqlockBlock(STATE.allocate(ctx), STATE, writer_alive=self._control_alive)
         self._err = ErrorText(ErrorText.allocate(ctx))
         cfg = dataclasses.asdict(self.config)
-        self._proc = ctx.Process(target=_control_main, args=(cfg, self._cmd.raw, self._state.raw, self._err.raw),
-                                 name="franka-control", daemon=True)
+        self._proc = ctx.Process(
+            target=_control_main,
+            args=(cfg, self._cmd.raw, self._state.raw, self._err.raw),
+            name="franka-control",
+            daemon=True,
+        )
         self._proc.start()
         deadline = time.monotonic() + self.CONNECT_TIMEOUT_S
         while True:
@@ -184,8 +210,12 @@ class PylibfrankaBackend(Backend):
         if self.config.gripper_enabled:
             self._greq, self._gresp = ctx.Queue(), ctx.Queue()
             self._gwidth = ctx.Value("d", math.nan, lock=False)
-            self._gproc = ctx.Process(target=gripper_main, args=(self.config.robot_ip, self._greq, self._gresp,
-                                                                   self._gwidth), name="franka-gripper", daemon=True)
+            self._gproc = ctx.Process(
+                target=gripper_main,
+                args=(self.config.robot_ip, self._greq, self._gresp, self._gwidth),
+                name="franka-gripper",
+                daemon=True,
+            )
             self._gproc.start()
             try:
                 _, ok, msg = self._gresp.get(timeout=self.CONNECT_TIMEOUT_S)
@@ -218,8 +248,12 @@ class PylibfrankaBackend(Backend):
         f_t_ee = np.array(s["F_T_EE"]).reshape(4, 4, order="F")  # libfranka: column-major
         position, quat = tcp_pose(q, f_t_ee)
         return ArmState(
-            time=float(s["time"]), q=q, dq=np.array(s["dq"]), tau=np.array(s["tau"]),
-            position=position, quat_xyzw=quat,
+            time=float(s["time"]),
+            q=q,
+            dq=np.array(s["dq"]),
+            tau=np.array(s["tau"]),
+            position=position,
+            quat_xyzw=quat,
             gripper_width=float(self._gwidth.value) if self._gproc is not None else math.nan,
             mode=ROBOT_MODES.get(int(s["mode"]), "Other") if self._proc.is_alive() else "Other",
             error=error,
@@ -230,8 +264,12 @@ class PylibfrankaBackend(Backend):
     def loop_stats(self) -> dict[str, float]:
         """Control-loop counters: cycles written, motions started, late cycles (> 1 ms apart)."""
         s = self._state.read()
-        return {"cycles": float(s["cycles"]), "motions": float(s["motions"]), "late_cycles": float(s["late"]),
-                "in_control": float(s["in_control"])}
+        return {
+            "cycles": float(s["cycles"]),
+            "motions": float(s["motions"]),
+            "late_cycles": float(s["late"]),
+            "in_control": float(s["in_control"]),
+        }
 
     @property
     def control_pid(self) -> int | None:
@@ -243,8 +281,12 @@ class PylibfrankaBackend(Backend):
         dq = clip_velocity(dq, self.config.relative_dynamics_factor)
         if self._proc is None or self._error_text(self._state.read()):
             return False
-        self._cmd.write(q=q, dq=dq if dq is not None else np.zeros(7), has_dq=0.0 if dq is None else 1.0,
-                        target_id=self._cmd.current("target_id") + 1.0)
+        self._cmd.write(
+            q=q,
+            dq=dq if dq is not None else np.zeros(7),
+            has_dq=0.0 if dq is None else 1.0,
+            target_id=self._cmd.current("target_id") + 1.0,
+        )
         return True
 
     def command_cartesian(self, position: np.ndarray, quat_xyzw: np.ndarray) -> bool:

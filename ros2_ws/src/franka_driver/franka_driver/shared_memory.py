@@ -50,14 +50,31 @@ class SharedLayout:
 
 #: The parent's command to the control process: the latest joint target (its counter ``target_id``,
 #: positions, optional velocities) and request counters (each request is acknowledged by the child).
-COMMAND = SharedLayout({"target_id": 0.0, "has_dq": 0.0, "q": np.zeros(7), "dq": np.zeros(7),
-                        "stop": 0.0, "recover": 0.0, "shutdown": 0.0})
+COMMAND = SharedLayout(
+    {"target_id": 0.0, "has_dq": 0.0, "q": np.zeros(7), "dq": np.zeros(7), "stop": 0.0, "recover": 0.0, "shutdown": 0.0}
+)
 
 #: The control process's report: the robot state it last read, loop counters and acknowledgements.
-STATE = SharedLayout({"time": 0.0, "q": np.zeros(7), "dq": np.zeros(7), "tau": np.zeros(7),
-                      "O_T_EE": np.zeros(16), "F_T_EE": np.zeros(16), "mode": 0.0, "in_control": 0.0,
-                      "cycles": 0.0, "connected": 0.0, "error": 0.0, "stop_ack": 0.0, "recover_ack": 0.0,
-                      "recover_ok": 0.0, "motions": 0.0, "late": 0.0})
+STATE = SharedLayout(
+    {
+        "time": 0.0,
+        "q": np.zeros(7),
+        "dq": np.zeros(7),
+        "tau": np.zeros(7),
+        "O_T_EE": np.zeros(16),
+        "F_T_EE": np.zeros(16),
+        "mode": 0.0,
+        "in_control": 0.0,
+        "cycles": 0.0,
+        "connected": 0.0,
+        "error": 0.0,
+        "stop_ack": 0.0,
+        "recover_ack": 0.0,
+        "recover_ok": 0.0,
+        "motions": 0.0,
+        "late": 0.0,
+    }
+)
 
 
 class SeqlockBlock:
@@ -127,8 +144,8 @@ class ErrorText:
         return ctx.RawArray("c", cls.CHARS)
 
     def write(self, text: str) -> None:
-        data = text.encode("utf-8", "replace")[:self.CHARS - 1]
-        self.raw[:len(data)] = data
+        data = text.encode("utf-8", "replace")[: self.CHARS - 1]
+        self.raw[: len(data)] = data
         self.raw[len(data)] = 0
 
     def read(self) -> str:

@@ -29,9 +29,13 @@ def _address() -> str:
 class SimServer:
     def __init__(self, address: str, q0=HOME_Q):
         self.address = address
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "sim_server.py"), address, *map(str, q0)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "sim_server.py"), address, *map(str, q0)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60.0
         line = ""
         while time.monotonic() < deadline:

@@ -32,11 +32,14 @@ def test_nothing_is_accepted_before_the_filter_is_on_the_graph():
     assert "not (or not alone)" in g.check(FILTER, Q0, None, Q0, TCP0)
 
 
-@pytest.mark.parametrize("endpoints, words", [
-    ([("/safety_filter", FILTER), ("/rogue", ROGUE)], "/rogue"),
-    ([("/safety_filter", FILTER), ("/safety_filter", ROGUE)], "second publisher under that name"),
-    ([("/ns/safety_filter", ROGUE)], "/ns/safety_filter"),
-])
+@pytest.mark.parametrize(
+    "endpoints, words",
+    [
+        ([("/safety_filter", FILTER), ("/rogue", ROGUE)], "/rogue"),
+        ([("/safety_filter", FILTER), ("/safety_filter", ROGUE)], "second publisher under that name"),
+        ([("/ns/safety_filter", ROGUE)], "/ns/safety_filter"),
+    ],
+)
 def test_a_second_publisher_latches_a_hold_until_it_is_gone_and_reset(endpoints, words):
     g = guard()
     fault = g.update_publishers(endpoints)
@@ -68,10 +71,13 @@ def test_step_limit_follows_the_time_between_commands():
     assert why is not None and "steps" in why and g.holding
 
 
-@pytest.mark.parametrize("change, words", [
-    (lambda q, dq: (q, np.r_[np.asarray(FR3.v_max[:1]) + 0.1, np.zeros(6)]), "velocity"),
-    (lambda q, dq: (q + np.r_[0.04, np.zeros(6)], None), "steps"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda q, dq: (q, np.r_[np.asarray(FR3.v_max[:1]) + 0.1, np.zeros(6)]), "velocity"),
+        (lambda q, dq: (q + np.r_[0.04, np.zeros(6)], None), "steps"),
+    ],
+)
 def test_motion_checks_latch_a_fault(change, words):
     g = guard()
     assert g.check(FILTER, Q0, None, Q0, TCP0) is None

@@ -35,15 +35,18 @@ def test_positions_only_gives_no_velocity():
     assert dq is None and q.shape == (7,)
 
 
-@pytest.mark.parametrize("msg, what", [
-    (traj(HOME[:6] + [math.nan]), "non-finite"),
-    (traj(HOME, [0.0] * 6 + [math.inf]), "non-finite"),
-    (traj(HOME, names=JOINT_NAMES[:6] + ["fr3_jointX"]), "lacks joints"),
-    (traj(HOME, points=2), "exactly one point"),
-    (traj(HOME, points=0), "exactly one point"),
-    (traj(HOME, [0.0] * 3), "velocities"),
-    (traj([0.0, -0.3, 0.0, 0.5, 0.0, 1.9, 0.785]), "position limits"),  # joint 4 must stay < -0.1518
-])
+@pytest.mark.parametrize(
+    "msg, what",
+    [
+        (traj(HOME[:6] + [math.nan]), "non-finite"),
+        (traj(HOME, [0.0] * 6 + [math.inf]), "non-finite"),
+        (traj(HOME, names=JOINT_NAMES[:6] + ["fr3_jointX"]), "lacks joints"),
+        (traj(HOME, points=2), "exactly one point"),
+        (traj(HOME, points=0), "exactly one point"),
+        (traj(HOME, [0.0] * 3), "velocities"),
+        (traj([0.0, -0.3, 0.0, 0.5, 0.0, 1.9, 0.785]), "position limits"),  # joint 4 must stay < -0.1518
+    ],
+)
 def test_bad_commands_are_rejected_with_a_reason(msg, what):
     with pytest.raises(MessageError, match=what):
         parse_joint_command(msg)
@@ -73,9 +76,13 @@ def test_quaternion_convention_w_non_negative():
     for _ in range(50):
         q = canonical_quat(rng.normal(size=4))
         x, y, z, w = q
-        rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+        rot = np.array(
+            [
+                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+            ]
+        )
         np.testing.assert_allclose(matrix_to_quat(rot, hemisphere=W_NON_NEGATIVE), q, atol=1e-9)
 
 
@@ -93,9 +100,16 @@ def test_monitor_holds_once_after_a_velocity_stream_goes_quiet():
     assert m.rate(13.0) == pytest.approx(2 / m.window_s)  # 11.0 and 13.0 are inside the 2 s window
 
 
-@pytest.mark.parametrize("field, value", [("backend", "ros_control"), ("command_mode", "torque"),
-                                          ("realtime", "maybe"), ("state_rate_hz", 50.0),
-                                          ("relative_dynamics_factor", 0.0)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("backend", "ros_control"),
+        ("command_mode", "torque"),
+        ("realtime", "maybe"),
+        ("state_rate_hz", 50.0),
+        ("relative_dynamics_factor", 0.0),
+    ],
+)
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         DriverConfig(**{field: value})

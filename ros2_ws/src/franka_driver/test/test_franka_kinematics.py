@@ -21,8 +21,9 @@ def kinematics():
 
 @pytest.mark.parametrize("backend_name", ["franky", "pylibfranka"])
 def test_tcp_pose_equals_franky_sim_kinematics(sim_server, kinematics, backend_name):
-    be = make_backend(DriverConfig(backend=backend_name, robot_ip=sim_server.address, realtime="ignore",
-                                   gripper_enabled=False))
+    be = make_backend(
+        DriverConfig(backend=backend_name, robot_ip=sim_server.address, realtime="ignore", gripper_enabled=False)
+    )
     be.connect()
     try:
         for target in (be.read_state().q, be.read_state().q + OFFSET):

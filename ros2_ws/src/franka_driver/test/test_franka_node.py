@@ -62,8 +62,11 @@ class Probe:
     def command(self, q, dq=None, joint_names=names.JOINT_NAMES):
         msg = JointTrajectory(joint_names=list(joint_names))
         msg.header.frame_id = names.BASE_FRAME
-        msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
-                                               velocities=[] if dq is None else [float(v) for v in dq]))
+        msg.points.append(
+            JointTrajectoryPoint(
+                positions=[float(v) for v in q], velocities=[] if dq is None else [float(v) for v in dq]
+            )
+        )
         self.pub.publish(msg)
 
     def call(self, client, request, timeout=20.0):
@@ -98,11 +101,26 @@ def wait_for(pred, timeout_s: float, what: str):
 @pytest.fixture(params=["franky", "pylibfranka"])
 def driver(request, sim_server):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "franka_driver.node", "--ros-args", "-p", f"robot_ip:={sim_server.address}",
-         "-p", "realtime:=ignore", "-p", f"backend:={request.param}",
-         # The probe plays the safety filter: the only node whose commands the driver takes.
-         "-p", "guard.command_source_node:=/franka_driver_probe"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "franka_driver.node",
+            "--ros-args",
+            "-p",
+            f"robot_ip:={sim_server.address}",
+            "-p",
+            "realtime:=ignore",
+            "-p",
+            f"backend:={request.param}",
+            # The probe plays the safety filter: the only node whose commands the driver takes.
+            "-p",
+            "guard.command_source_node:=/franka_driver_probe",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     probe = Probe()
     yield request.param, proc, probe
     probe.close()
@@ -198,8 +216,11 @@ def test_a_second_publisher_cannot_move_the_arm_and_latches_a_hold(driver):
             probe.command(q0)
             time.sleep(0.002)
         assert np.abs(probe.q() - q0).max() < 2e-3, "the rogue moved the arm"
-        wait_for(lambda: len(probe.diags) > 0 and "foreign" in probe.diag_value("guard_fault"), 5.0,
-                 "the foreign-publisher fault in /diagnostics")
+        wait_for(
+            lambda: len(probe.diags) > 0 and "foreign" in probe.diag_value("guard_fault"),
+            5.0,
+            "the foreign-publisher fault in /diagnostics",
+        )
         assert "/rogue" in probe.diag_value("foreign_publishers")
         res = probe.call(estop, Trigger.Request())
         assert not res.success and "/rogue" in res.message

@@ -21,8 +21,9 @@ from franka_driver.pylibfranka_backend import HOLD_BEFORE_FINISH_S, PylibfrankaB
 
 @pytest.fixture
 def backend(sim_server):
-    be = PylibfrankaBackend(DriverConfig(backend="pylibfranka", robot_ip=sim_server.address, realtime="ignore",
-                                         gripper_enabled=False))
+    be = PylibfrankaBackend(
+        DriverConfig(backend="pylibfranka", robot_ip=sim_server.address, realtime="ignore", gripper_enabled=False)
+    )
     be.connect()
     yield be
     be.close()

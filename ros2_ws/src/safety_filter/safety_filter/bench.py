@@ -20,8 +20,10 @@ Q0 = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
 
 def _stats(name: str, samples: list[float]) -> str:
     us = np.asarray(samples) * 1e6
-    return (f"{name:<34} n={len(us):5d}  median {np.median(us):7.1f} us  p99 {np.percentile(us, 99):7.1f} us  "
-            f"max {np.max(us):7.1f} us")
+    return (
+        f"{name:<34} n={len(us):5d}  median {np.median(us):7.1f} us  p99 {np.percentile(us, 99):7.1f} us  "
+        f"max {np.max(us):7.1f} us"
+    )
 
 
 def bench_joint(ticks: int, scenario: str) -> list[float]:
@@ -64,9 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ticks", type=int, default=2000)
     args = parser.parse_args(argv)
-    for scenario, label in (("tracking", "joint: tracking 10 Hz chunks"),
-                            ("box", "joint: pushing into the box floor"),
-                            ("idle", "joint: idle (holding)")):
+    for scenario, label in (
+        ("tracking", "joint: tracking 10 Hz chunks"),
+        ("box", "joint: pushing into the box floor"),
+        ("idle", "joint: idle (holding)"),
+    ):
         print(_stats(label, bench_joint(args.ticks, scenario)))
     print(_stats("cartesian: tracking a moving pose", bench_cartesian(args.ticks)))
 

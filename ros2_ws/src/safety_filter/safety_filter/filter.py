@@ -26,11 +26,19 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from cdp_core.robot.kinematics import forward_kinematics
 from cdp_core.robot.limits import WORKSPACE_BOX_MAX, WORKSPACE_BOX_MIN, FR3Limits
-from cdp_core.robot.rotations import W_NON_NEGATIVE, matrix_to_quat, matrix_to_rotvec, quat_to_matrix, rotvec_to_matrix, tool_tilt
+from cdp_core.robot.rotations import (
+    W_NON_NEGATIVE,
+    matrix_to_quat,
+    matrix_to_rotvec,
+    quat_to_matrix,
+    rotvec_to_matrix,
+    tool_tilt,
+)
 
 from .guard import JerkLimitedGuard
 from .slack import TOL, Slack
@@ -102,9 +110,11 @@ class SafetyConfig:
         if not self.stale_timeout_s > 0 or not self.max_step_rad > 0 or not self.lookahead_s >= 0:
             raise ValueError("stale_timeout_s and max_step_rad must be positive, lookahead_s non-negative")
         if not 0 < self.resync_done_rad < self.lag_slowdown_rad < self.lag_hold_rad < self.resync_tolerance_rad:
-            raise ValueError("need 0 < resync_done_rad < lag_slowdown_rad < lag_hold_rad < resync_tolerance_rad, got "
-                             f"{self.resync_done_rad}, {self.lag_slowdown_rad}, {self.lag_hold_rad}, "
-                             f"{self.resync_tolerance_rad}")
+            raise ValueError(
+                "need 0 < resync_done_rad < lag_slowdown_rad < lag_hold_rad < resync_tolerance_rad, got "
+                f"{self.resync_done_rad}, {self.lag_slowdown_rad}, {self.lag_hold_rad}, "
+                f"{self.resync_tolerance_rad}"
+            )
         lo = np.asarray(self.box_min, dtype=np.float64)
         hi = np.asarray(self.box_max, dtype=np.float64)
         if lo.shape != (3,) or hi.shape != (3,) or np.any(hi - lo <= 2 * self.box_margin):
@@ -159,7 +169,7 @@ class _FilterCore:
         self.synced = False
         self._estop = False
         self._fault: str | None = None
-        self._command: tuple[float, object] | None = None  # (receive time, command)
+        self._command: tuple[float, Any] | None = None  # (receive time, command)
         self._stale = False
         self._speed_scale = 1.0
         self._lag_scale = 1.0  # from the measured arm's lag behind the output (joint filter)
@@ -242,8 +252,9 @@ class _FilterCore:
         if self._resync:
             return Reject.RESYNCING, "the output is converging to the measured joints; commands refused until it rests"
         if t_first < self._epoch:
-            return Reject.BEFORE_SYNC, (f"command observed at {t_first:.3f} s, before the last sync/reset "
-                                        f"at {self._epoch:.3f} s")
+            return Reject.BEFORE_SYNC, (
+                f"command observed at {t_first:.3f} s, before the last sync/reset at {self._epoch:.3f} s"
+            )
         if t_first > t_now + self.config.max_future_s:
             return Reject.FUTURE, f"command due {t_first - t_now:.3f} s in the future (clock mismatch?)"
         if t_last < t_now - self.config.stale_timeout_s:
@@ -261,13 +272,20 @@ class _FilterCore:
             self._stale = True
         if self._command is None:
             if self._stale:
-                return "stale", True, [reason(Intervention.STALE,
-                                              f"no command for {self.config.stale_timeout_s:.3f} s: holding")]
+                return (
+                    "stale",
+                    True,
+                    [reason(Intervention.STALE, f"no command for {self.config.stale_timeout_s:.3f} s: holding")],
+                )
             return "idle", True, []
         if self._speed_scale < 1e-3:
             return "paused", True, [reason(Intervention.PAUSED, "speed scale 0: holding")]
         if self._lag_scale < 1e-3:
-            return "paused", True, [reason(Intervention.LAG_HOLD, "arm lagging the command: holding until it catches up")]
+            return (
+                "paused",
+                True,
+                [reason(Intervention.LAG_HOLD, "arm lagging the command: holding until it catches up")],
+            )
         return "tracking", False, []
 
     def _count(self, interventions: list[str]) -> None:
@@ -301,9 +319,12 @@ class SafetyFilter(_FilterCore):
         """Per-path maxima of each constraint's violation (positive = violated), by name."""
         t = forward_kinematics(p)
         x = t[..., :3, 3]
-        return {"joint_lower": np.max(self._lower - p, axis=0), "joint_upper": np.max(p - self._upper, axis=0),
-                "box": np.max(np.concatenate([self._box_lo - x, x - self._box_hi], axis=-1), axis=0),
-                "tilt": np.array([np.max(tool_tilt(t[..., :3, :3])) - self.config.max_tilt_rad])}
+        return {
+            "joint_lower": np.max(self._lower - p, axis=0),
+            "joint_upper": np.max(p - self._upper, axis=0),
+            "box": np.max(np.concatenate([self._box_lo - x, x - self._box_hi], axis=-1), axis=0),
+            "tilt": np.array([np.max(tool_tilt(t[..., :3, :3])) - self.config.max_tilt_rad]),
+        }
 
     def _check(self, p: np.ndarray, v: np.ndarray) -> str | None:
         viol, sl = self._violations(p), self._slack
@@ -320,8 +341,10 @@ class SafetyFilter(_FilterCore):
         if self._lag_bound is not None and self._measured is not None:
             lag = float(np.max(np.abs(p - self._measured)))
             if lag > self._lag_bound + _TOL:
-                return (f"lag bound (braking path would end {lag:.3f} rad from the measured joints, "
-                        f"bound {self._lag_bound:.3f})")
+                return (
+                    f"lag bound (braking path would end {lag:.3f} rad from the measured joints, "
+                    f"bound {self._lag_bound:.3f})"
+                )
         return None
 
     def _tighten_slack(self) -> None:
@@ -332,8 +355,10 @@ class SafetyFilter(_FilterCore):
         """(Re)start at rest at the measured joints; drops the current command. None or why refused."""
         q = np.asarray(q_measured, dtype=np.float64).reshape(-1)
         if q.shape != (7,) or not np.isfinite(q).all():
-            return self._reject(Reject.MEASURED_UNUSABLE,
-                                f"measured joint state unusable (shape {q.shape}, finite {np.isfinite(q).all()})")
+            return self._reject(
+                Reject.MEASURED_UNUSABLE,
+                f"measured joint state unusable (shape {q.shape}, finite {np.isfinite(q).all()})",
+            )
         if self.synced:
             # Only the first sync may place the output: afterwards a jump would reach the driver.
             raise RuntimeError("SafetyFilter.sync after the first sync: use check_drift (jerk-limited resync)")
@@ -380,8 +405,10 @@ class SafetyFilter(_FilterCore):
         # The path to the arm may start where a limit is already violated (the arm was pushed there).
         self._set_slack(np.vstack([self._guard.brake_positions, q[None, :]]))
         self.interventions[Intervention.RESYNC.value] += 1
-        return reason(Intervention.RESYNC, f"measured joints {drift:.3f} rad from the command (reflex or recovery?): "
-                                           "converging to them jerk-limited")
+        return reason(
+            Intervention.RESYNC,
+            f"measured joints {drift:.3f} rad from the command (reflex or recovery?): converging to them jerk-limited",
+        )
 
     def set_chunk(self, times: np.ndarray, positions: np.ndarray, source: str, t_now: float) -> str | None:
         """Take a chunk (absolute due times (K,), joint targets (K, 7)). None if accepted, else why not.
@@ -394,7 +421,9 @@ class SafetyFilter(_FilterCore):
         except (TypeError, ValueError) as exc:
             return self._reject(Reject.NOT_NUMERIC, f"chunk not numeric: {exc}")
         if q.ndim != 2 or q.shape[1] != 7 or q.shape[0] < 1 or t.shape != (q.shape[0],):
-            return self._reject(Reject.SHAPE, f"chunk shape: times {t.shape}, positions {q.shape}; expected (K,), (K, 7)")
+            return self._reject(
+                Reject.SHAPE, f"chunk shape: times {t.shape}, positions {q.shape}; expected (K,), (K, 7)"
+            )
         if not np.isfinite(q).all():
             return self._reject(Reject.NON_FINITE, "chunk has NaN or infinite positions")
         if not np.isfinite(t).all():
@@ -412,7 +441,7 @@ class SafetyFilter(_FilterCore):
     def _chunk_target(self, t_now: float) -> tuple[np.ndarray, np.ndarray, float]:
         """(position, velocity, time to get there) from the chunk, ``lookahead_s`` ahead."""
         assert self._command is not None
-        times, q, _ = self._command[1]  # type: ignore[misc]
+        times, q, _ = self._command[1]
         t = t_now + self.config.lookahead_s
         if t <= times[0]:
             return q[0].copy(), np.zeros(7), times[0] - t_now
@@ -423,8 +452,9 @@ class SafetyFilter(_FilterCore):
         w = (t - times[k]) / span
         return q[k] + w * (q[k + 1] - q[k]), (q[k + 1] - q[k]) / span, self.config.lookahead_s
 
-    def _shape_target(self, target: np.ndarray, tv: np.ndarray, v_max: np.ndarray, notes: list[str]
-                      ) -> tuple[np.ndarray, np.ndarray, bool]:
+    def _shape_target(
+        self, target: np.ndarray, tv: np.ndarray, v_max: np.ndarray, notes: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
         """(target, target velocity, still the chunk's own timing?) after the clamps."""
         p = self._guard.p
         timed = True
@@ -470,32 +500,41 @@ class SafetyFilter(_FilterCore):
         mode, brake, notes = self._mode(t_now)
         target = tv = v_max = v_min = min_duration = None
         self._lag_bound = None
-        if self._measured is not None and t_now - self._measured_t > self.config.measured_timeout_s \
-                and mode not in ("estop", "fault"):
+        if (
+            self._measured is not None
+            and t_now - self._measured_t > self.config.measured_timeout_s
+            and mode not in ("estop", "fault")
+        ):
             # Measurements stopped (driver gone, or its publisher starved): where the arm is is
             # unknown, so the output brakes and holds until they come back.
             mode, brake = "stale", True
-            notes.append(reason(Intervention.STALE, f"no measured joint state for {t_now - self._measured_t:.3f} s: holding"))
+            notes.append(
+                reason(Intervention.STALE, f"no measured joint state for {t_now - self._measured_t:.3f} s: holding")
+            )
         elif self._resync and mode not in ("estop", "fault"):
             target, tv, v_max, brake = self._resync_step(notes)
             mode = "resync" if self._resync else "idle"
         elif not brake:
             scale = min(self._speed_scale, self._lag_scale)
-            v_max = self.limits.velocity * scale
+            v_scaled = self.limits.velocity * scale
             if self._measured is not None:
                 self._lag_bound = max(self.config.lag_hold_rad, float(np.max(np.abs(self._guard.p - self._measured))))
             if scale < 1.0:
-                notes.append(reason(Intervention.SPEED_SCALED, f"{scale:.2f}"
-                                    + (" (arm lagging)" if self._lag_scale < self._speed_scale else "")))
+                notes.append(
+                    reason(
+                        Intervention.SPEED_SCALED,
+                        f"{scale:.2f}" + (" (arm lagging)" if self._lag_scale < self._speed_scale else ""),
+                    )
+                )
             target, tv, arrive_in = self._chunk_target(t_now)
-            target, tv, timed = self._shape_target(target, tv, v_max, notes)
+            target, tv, timed = self._shape_target(target, tv, v_scaled, notes)
             min_duration = arrive_in if timed else None
             # The position-dependent bound at the current position, so Ruckig itself slows down
             # near a limit (the braking-path check alone would make it stop-and-go there).
             v_lo, v_hi = self.limits.velocity_bounds(self._guard.p)
-            v_min = np.minimum(np.maximum(v_lo, -v_max), -1e-4)
-            v_max = np.maximum(np.minimum(v_hi, v_max), 1e-4)
-            tv = np.clip(tv, 0.9 * v_min, 0.9 * v_max)
+            v_min = np.minimum(np.maximum(v_lo, -v_scaled), -1e-4)
+            v_max = v_up = np.maximum(np.minimum(v_hi, v_scaled), 1e-4)
+            tv = np.clip(tv, 0.9 * v_min, 0.9 * v_up)
         why = self._guard.step(target, tv, v_max, v_min, brake=brake, min_duration=min_duration)
         self._lag_bound = None
         if why is not None:
@@ -541,8 +580,9 @@ class CartesianSafetyFilter(_FilterCore):
         s3 = math.sqrt(3.0)
         self._v_lim = np.array([vt] * 3 + [vr] * 3) / s3
         self._box_lo, self._box_hi = config.inner_box
-        self._guard = JerkLimitedGuard(6, config.dt, np.array([at] * 3 + [ar] * 3) / s3,
-                                       np.array([jt] * 3 + [jr] * 3) / s3, self._check)
+        self._guard = JerkLimitedGuard(
+            6, config.dt, np.array([at] * 3 + [ar] * 3) / s3, np.array([jt] * 3 + [jr] * 3) / s3, self._check
+        )
         self._r_ref = np.eye(3)
         self._slack = Slack({"box": 6, "tilt": 1})
         self._safe_rot = np.zeros(3)
@@ -555,8 +595,10 @@ class CartesianSafetyFilter(_FilterCore):
     def _violations(self, s: np.ndarray) -> dict[str, np.ndarray]:
         """Per-path maxima of the slacked constraints' violations (positive = violated), by name."""
         x = s[:, :3]
-        return {"box": np.max(np.concatenate([self._box_lo - x, x - self._box_hi], axis=-1), axis=0),
-                "tilt": np.array([np.max(tool_tilt(self._rotations(s[:, 3:]))) - self.config.max_tilt_rad])}
+        return {
+            "box": np.max(np.concatenate([self._box_lo - x, x - self._box_hi], axis=-1), axis=0),
+            "tilt": np.array([np.max(tool_tilt(self._rotations(s[:, 3:]))) - self.config.max_tilt_rad]),
+        }
 
     def _check(self, s: np.ndarray, v: np.ndarray) -> str | None:
         viol = self._violations(s)
@@ -643,14 +685,17 @@ class CartesianSafetyFilter(_FilterCore):
         self._epoch = max(self._epoch, t)
         self._slack.reset(self._violations(np.vstack([self._guard.brake_positions, self._measured[None, :]])))
         self.interventions[Intervention.RESYNC.value] += 1
-        return reason(Intervention.RESYNC, f"measured TCP {drift:.3f} m from the command: converging to it jerk-limited")
+        return reason(
+            Intervention.RESYNC, f"measured TCP {drift:.3f} m from the command: converging to it jerk-limited"
+        )
 
-    def set_target(self, position: np.ndarray, quat_xyzw: np.ndarray, stamp: float, source: str,
-                   t_now: float) -> str | None:
+    def set_target(
+        self, position: np.ndarray, quat_xyzw: np.ndarray, stamp: float, source: str, t_now: float
+    ) -> str | None:
         """Take a TCP pose target (fr3_link0) observed at ``stamp``. None if accepted, else why not."""
         parsed = self._parse_pose(position, quat_xyzw)
         if isinstance(parsed[0], Reject):
-            return self._reject(*parsed)  # type: ignore[arg-type]
+            return self._reject(*parsed)
         if not math.isfinite(stamp):
             return self._reject(Reject.NON_FINITE, "pose stamp is not finite")
         refused = self._validate_common(stamp, stamp + self.config.stale_timeout_s, t_now)
@@ -667,16 +712,23 @@ class CartesianSafetyFilter(_FilterCore):
         mode, brake, notes = self._mode(t_now)
         g = self._guard
         target = tv = v_max = None
-        if self._measured is not None and t_now - self._measured_t > self.config.measured_timeout_s \
-                and mode not in ("estop", "fault"):
+        if (
+            self._measured is not None
+            and t_now - self._measured_t > self.config.measured_timeout_s
+            and mode not in ("estop", "fault")
+        ):
             mode, brake = "stale", True  # where the arm is is unknown: brake and hold (joint filter)
-            notes.append(reason(Intervention.STALE, f"no measured joint state for {t_now - self._measured_t:.3f} s: holding"))
+            notes.append(
+                reason(Intervention.STALE, f"no measured joint state for {t_now - self._measured_t:.3f} s: holding")
+            )
         elif self._resync and mode not in ("estop", "fault"):
             m = self._measured
             assert m is not None
             if g.at_rest and float(np.linalg.norm(g.p[:3] - m[:3])) <= 0.002:
                 self._resync = False
-                self.sync(g.p[:3].copy(), matrix_to_quat(self._rotations(g.p[None, 3:])[0], hemisphere=W_NON_NEGATIVE), t_now)
+                self.sync(
+                    g.p[:3].copy(), matrix_to_quat(self._rotations(g.p[None, 3:])[0], hemisphere=W_NON_NEGATIVE), t_now
+                )
                 brake, mode = True, "idle"
             else:
                 notes.append(reason(Intervention.RESYNC, "converging to the measured pose"))
@@ -688,7 +740,8 @@ class CartesianSafetyFilter(_FilterCore):
             v_max = self._v_lim * self._speed_scale
             if self._speed_scale < 1.0:
                 notes.append(reason(Intervention.SPEED_SCALED, f"{self._speed_scale:.2f}"))
-            x, rot, _ = self._command[1]  # type: ignore[index,misc]
+            assert self._command is not None  # no command means brake (above)
+            x, rot, _ = self._command[1]
             cx = np.clip(x, self._box_lo, self._box_hi)
             if np.any(cx != x):
                 notes.append(reason(Intervention.WORKSPACE_CLAMPED, "target TCP outside the box"))
@@ -723,4 +776,6 @@ class CartesianSafetyFilter(_FilterCore):
         self._count(notes)
         self.last_output_time = t_now
         rot = self._rotations(g.p[None, 3:])[0]
-        return CartesianOutput(t_now, g.p[:3].copy(), matrix_to_quat(rot, hemisphere=W_NON_NEGATIVE), g.v.copy(), g.a.copy(), notes, mode)
+        return CartesianOutput(
+            t_now, g.p[:3].copy(), matrix_to_quat(rot, hemisphere=W_NON_NEGATIVE), g.v.copy(), g.a.copy(), notes, mode
+        )

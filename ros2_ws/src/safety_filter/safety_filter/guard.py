@@ -86,8 +86,9 @@ class JerkLimitedGuard:
     def at_rest(self) -> bool:
         return self._brake is None
 
-    def braking_path(self, p: np.ndarray, v: np.ndarray, a: np.ndarray
-                     ) -> tuple[Trajectory | None, np.ndarray, np.ndarray]:
+    def braking_path(
+        self, p: np.ndarray, v: np.ndarray, a: np.ndarray
+    ) -> tuple[Trajectory | None, np.ndarray, np.ndarray]:
         """Time-optimal stop from (p, v, a): (trajectory or None if at rest, positions, velocities).
 
         Samples are at ``k * dt``, k = 1 .. until rest (one sample past the end).
@@ -110,8 +111,14 @@ class JerkLimitedGuard:
             vs[k] = vk
         return traj, ps, vs
 
-    def _candidate(self, target_p: np.ndarray, target_v: np.ndarray, v_max: np.ndarray, v_min: np.ndarray,
-                   min_duration: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
+    def _candidate(
+        self,
+        target_p: np.ndarray,
+        target_v: np.ndarray,
+        v_max: np.ndarray,
+        v_min: np.ndarray,
+        min_duration: float | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
         inp = self._inp
         inp.minimum_duration = min_duration if min_duration and min_duration > 0 else None
         inp.current_position = self.p.tolist()
@@ -132,9 +139,15 @@ class JerkLimitedGuard:
                 return np.asarray(p), np.asarray(v), np.asarray(a)
         return f"Ruckig could not plan the step ({result})"
 
-    def step(self, target_p: np.ndarray | None, target_v: np.ndarray | None, v_max: np.ndarray | None,
-             v_min: np.ndarray | None = None, brake: bool = False, min_duration: float | None = None
-             ) -> str | None:
+    def step(
+        self,
+        target_p: np.ndarray | None,
+        target_v: np.ndarray | None,
+        v_max: np.ndarray | None,
+        v_min: np.ndarray | None = None,
+        brake: bool = False,
+        min_duration: float | None = None,
+    ) -> str | None:
         """Advance the output state by one tick.
 
         Follows the Ruckig step toward ``target_p`` (with velocity ``target_v`` there, under

@@ -102,7 +102,8 @@ class SafetyFilterNode(Node):
             raise ValueError(f"command_mode must be 'joint' or 'cartesian', got {nc.command_mode!r}")
         self.cartesian = nc.command_mode == "cartesian"
         self.filter: SafetyFilter | CartesianSafetyFilter = (
-            CartesianSafetyFilter(self.config) if self.cartesian else SafetyFilter(self.config))
+            CartesianSafetyFilter(self.config) if self.cartesian else SafetyFilter(self.config)
+        )
         if nc.input_queue < 1:
             raise ValueError(f"input_queue must be >= 1, got {nc.input_queue}")
         self._lock = threading.Lock()
@@ -122,16 +123,20 @@ class SafetyFilterNode(Node):
         group = ReentrantCallbackGroup()
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(JointState, names.JOINT_STATES, self._on_joint_states, reliable, callback_group=group)
-        self.create_subscription(Float64, names.SAFETY_SPEED_SCALE, self._on_speed_scale, reliable, callback_group=group)
+        self.create_subscription(
+            Float64, names.SAFETY_SPEED_SCALE, self._on_speed_scale, reliable, callback_group=group
+        )
         if self.cartesian:
             for topic, source in ((names.POLICY_CARTESIAN, "policy"), (names.TELEOP_CARTESIAN, "teleop")):
-                self.create_subscription(PoseStamped, topic, lambda m, s=source: self._on_pose(m, s), reliable,
-                                         callback_group=group)
+                self.create_subscription(
+                    PoseStamped, topic, lambda m, s=source: self._on_pose(m, s), reliable, callback_group=group
+                )
             self._cmd_pub = self.create_publisher(PoseStamped, names.SAFETY_CARTESIAN_COMMAND, reliable)
         else:
             for topic, source in ((names.POLICY_CHUNK, "policy"), (names.TELEOP_COMMAND, "teleop")):
-                self.create_subscription(JointTrajectory, topic, lambda m, s=source: self._on_chunk(m, s), reliable,
-                                         callback_group=group)
+                self.create_subscription(
+                    JointTrajectory, topic, lambda m, s=source: self._on_chunk(m, s), reliable, callback_group=group
+                )
             self._cmd_pub = self.create_publisher(JointTrajectory, names.SAFETY_COMMAND, reliable)
         self._intervention_pub = self.create_publisher(String, names.SAFETY_INTERVENTION, reliable)
         self._diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
@@ -147,7 +152,8 @@ class SafetyFilterNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f"safety filter: {nc.command_mode} mode, active source {nc.active_source}, {self.config.rate_hz:g} Hz, "
-            f"stale after {self.config.stale_timeout_s:g} s")
+            f"stale after {self.config.stale_timeout_s:g} s"
+        )
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Only ``active_source`` may change at run time (operator takes over / hands back)."""
@@ -155,8 +161,9 @@ class SafetyFilterNode(Node):
             if p.name != "active_source":
                 return SetParametersResult(successful=False, reason=f"{p.name} cannot change while running")
             if p.value not in ("policy", "teleop"):
-                return SetParametersResult(successful=False,
-                                           reason=f"active_source must be 'policy' or 'teleop', got {p.value!r}")
+                return SetParametersResult(
+                    successful=False, reason=f"active_source must be 'policy' or 'teleop', got {p.value!r}"
+                )
         for p in params:
             with self._lock:
                 if p.value != self.node_config.active_source:
@@ -164,8 +171,12 @@ class SafetyFilterNode(Node):
                     # source sends a command of its own.
                     self.filter.drop_command(self._now())
                     self._inbox.clear()
-                    self._note(reason(Intervention.HANDOVER,
-                                      f"input handed from {self.node_config.active_source} to {p.value}: holding"))
+                    self._note(
+                        reason(
+                            Intervention.HANDOVER,
+                            f"input handed from {self.node_config.active_source} to {p.value}: holding",
+                        )
+                    )
                     self.node_config.active_source = p.value
             self.get_logger().info(f"active source: {p.value}")
         return SetParametersResult(successful=True)
@@ -201,8 +212,12 @@ class SafetyFilterNode(Node):
         with self._lock:
             if source != self.node_config.active_source:
                 self._ignored_source += 1
-                self._note(reason(Intervention.IGNORED_SOURCE, f"command from {source} while the active source is "
-                                                               f"{self.node_config.active_source}"))
+                self._note(
+                    reason(
+                        Intervention.IGNORED_SOURCE,
+                        f"command from {source} while the active source is {self.node_config.active_source}",
+                    )
+                )
                 return
             if len(self._inbox) == self._inbox.maxlen:
                 self.filter.rejected[Reject.SUPERSEDED.value] += 1
@@ -244,8 +259,12 @@ class SafetyFilterNode(Node):
         except (ValueError, IndexError) as exc:
             self._malformed += 1
             self.filter.rejected[Reject.MEASURED_UNUSABLE.value] += 1
-            self._note(reason(Intervention.REJECTED, f"/joint_states unusable ({exc}); needs each of "
-                                                     f"{names.JOINT_NAMES} once with a position"))
+            self._note(
+                reason(
+                    Intervention.REJECTED,
+                    f"/joint_states unusable ({exc}); needs each of {names.JOINT_NAMES} once with a position",
+                )
+            )
             return
         why = self.filter.check_drift(q, self._now())
         if why is not None:
@@ -275,12 +294,18 @@ class SafetyFilterNode(Node):
         if msg.header.frame_id not in ("", names.BASE_FRAME):
             self._malformed += 1
             self.filter.rejected[Reject.WRONG_FRAME.value] += 1
-            self._note(reason(Intervention.REJECTED,
-                              f"{source} pose: frame {msg.header.frame_id!r} is not {names.BASE_FRAME}"))
+            self._note(
+                reason(Intervention.REJECTED, f"{source} pose: frame {msg.header.frame_id!r} is not {names.BASE_FRAME}")
+            )
             return
         _, pos, quat = msg_to_pose(msg)
-        why = self.filter.set_target(pos, quat, self._stamp_or_now(msg.header.stamp, received),  # type: ignore[union-attr]
-                                     source, now)
+        why = self.filter.set_target(
+            pos,
+            quat,
+            self._stamp_or_now(msg.header.stamp, received),  # type: ignore[union-attr]
+            source,
+            now,
+        )
         if why is not None:
             self._note(reason(Intervention.REJECTED, f"{source} pose: {why}"))
 
@@ -291,8 +316,9 @@ class SafetyFilterNode(Node):
             self._note(reason(Intervention.ESTOP, "requested by service; latched until /safety/reset"))
         forwarded = self._forward(self._driver_estop)
         response.success = True
-        response.message = ("e-stop latched: decelerating and holding until /safety/reset"
-                            + ("" if forwarded else f" ({names.DRIVER_ESTOP} not available: the driver was not told)"))
+        response.message = "e-stop latched: decelerating and holding until /safety/reset" + (
+            "" if forwarded else f" ({names.DRIVER_ESTOP} not available: the driver was not told)"
+        )
         return response
 
     def _forward(self, client: Any) -> bool:
@@ -307,8 +333,9 @@ class SafetyFilterNode(Node):
         with self._lock:
             if self._measured_source.foreign:
                 response.success = False
-                response.message = (f"foreign publisher still on {names.JOINT_STATES}: "
-                                    f"{', '.join(self._measured_source.foreign)}")
+                response.message = (
+                    f"foreign publisher still on {names.JOINT_STATES}: {', '.join(self._measured_source.foreign)}"
+                )
                 return response
             self.filter.reset(self._now())
             self._inbox.clear()
@@ -345,8 +372,13 @@ class SafetyFilterNode(Node):
         msg.header.stamp = sec_to_time(now)
         msg.header.frame_id = names.BASE_FRAME
         msg.joint_names = list(names.JOINT_NAMES)
-        msg.points = [JointTrajectoryPoint(positions=out.position.tolist(), velocities=out.velocity.tolist(),
-                                           accelerations=out.acceleration.tolist())]
+        msg.points = [
+            JointTrajectoryPoint(
+                positions=out.position.tolist(),
+                velocities=out.velocity.tolist(),
+                accelerations=out.acceleration.tolist(),
+            )
+        ]
         self._cmd_pub.publish(msg)
 
     def _report(self, notes: list[str], now: float) -> None:
@@ -390,8 +422,7 @@ class SafetyFilterNode(Node):
             level, message = WARN, mode + (f": {out.interventions[0]}" if out is not None and out.interventions else "")
         else:
             level, message = OK, mode
-        self._diag_pub.publish(array(self._now(), status("safety_filter", level, message, values,
-                                                         hardware_id="fr3")))
+        self._diag_pub.publish(array(self._now(), status("safety_filter", level, message, values, hardware_id="fr3")))
 
 
 def main(args: list[str] | None = None) -> None:

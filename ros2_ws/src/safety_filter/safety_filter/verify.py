@@ -16,9 +16,14 @@ from cdp_core.robot.rotations import tool_tilt
 from .filter import SafetyConfig
 
 
-def joint_stream_violations(positions: Sequence[np.ndarray], velocities: Sequence[np.ndarray],
-                            accelerations: Sequence[np.ndarray], config: SafetyConfig,
-                            tol: float = 1e-6, check_box: bool = True) -> list[str]:
+def joint_stream_violations(
+    positions: Sequence[np.ndarray],
+    velocities: Sequence[np.ndarray],
+    accelerations: Sequence[np.ndarray],
+    config: SafetyConfig,
+    tol: float = 1e-6,
+    check_box: bool = True,
+) -> list[str]:
     """Violations in consecutive commands sent at ``config.dt`` (empty list = all respected).
 
     Position limits with margin, velocity (constant and position-dependent), acceleration,
@@ -39,7 +44,9 @@ def joint_stream_violations(positions: Sequence[np.ndarray], velocities: Sequenc
     v_lo, v_hi = lim.velocity_bounds(p)
     if np.any(v < v_lo - tol) or np.any(v > v_hi + tol):
         k, j = np.argwhere((v < v_lo - tol) | (v > v_hi + tol))[0]
-        out.append(f"velocity limit: tick {k} joint {j + 1} v={v[k, j]:.5f} allowed [{v_lo[k, j]:.5f}, {v_hi[k, j]:.5f}]")
+        out.append(
+            f"velocity limit: tick {k} joint {j + 1} v={v[k, j]:.5f} allowed [{v_lo[k, j]:.5f}, {v_hi[k, j]:.5f}]"
+        )
     if np.any(np.abs(a) > lim.acceleration + tol):
         out.append(f"acceleration limit: max |a| {np.max(np.abs(a)):.5f}")
     if len(p) > 1:

@@ -49,12 +49,15 @@ def test_synced_pose_is_fk_of_joints():
     assert np.allclose(quat_to_matrix(out.quaternion), HOME[:3, :3], atol=1e-9)
 
 
-@pytest.mark.parametrize("x, q, words", [
-    ([math.nan, 0.0, 0.4], HOME_Q, "NaN"),
-    ([0.4, 0.0, 0.4], [0.0, math.inf, 0.0, 1.0], "NaN"),
-    ([0.4, 0.0, 0.4], [0.0, 0.0, 0.0, 0.0], "norm"),
-    ([0.4, 0.0], HOME_Q, "shape"),
-])
+@pytest.mark.parametrize(
+    "x, q, words",
+    [
+        ([math.nan, 0.0, 0.4], HOME_Q, "NaN"),
+        ([0.4, 0.0, 0.4], [0.0, math.inf, 0.0, 1.0], "NaN"),
+        ([0.4, 0.0, 0.4], [0.0, 0.0, 0.0, 0.0], "norm"),
+        ([0.4, 0.0], HOME_Q, "shape"),
+    ],
+)
 def test_malformed_pose_rejected(x, q, words):
     r = Run()
     reason = r.target(x, q)
@@ -146,7 +149,6 @@ def test_resync_on_drift_converges_without_a_step():
     v_lin = r.f.limits.cartesian_translation[0]
     assert np.max(np.linalg.norm(np.diff(x, axis=0), axis=1)) <= v_lin * DT + 1e-9
     assert r.target(goal[:3, 3]) is None  # takes targets again
-
 
 
 def test_measured_state_that_stops_arriving_brakes_and_holds():

@@ -40,8 +40,9 @@ class Run:
 
     def violations(self, **kw):
         o = self.outs
-        return joint_stream_violations([x.position for x in o], [x.velocity for x in o],
-                                       [x.acceleration for x in o], self.f.config, **kw)
+        return joint_stream_violations(
+            [x.position for x in o], [x.velocity for x in o], [x.acceleration for x in o], self.f.config, **kw
+        )
 
     def notes(self) -> str:
         return " | ".join(n for o in self.outs for n in o.interventions)
@@ -86,14 +87,17 @@ def test_non_finite_chunk_rejected_whole_previous_command_kept(bad):
     assert all(np.isfinite(o.position).all() for o in r.outs)
 
 
-@pytest.mark.parametrize("times, positions, words", [
-    (np.array([0.0, 0.1]), np.zeros((2, 6)), "shape"),
-    (np.array([0.0]), np.zeros((2, 7)), "shape"),
-    (np.array([0.1, 0.1]), np.tile(Q0, (2, 1)), "increase"),
-    (np.array([0.0, np.nan]), np.tile(Q0, (2, 1)), "times"),
-    (np.array([-5.0, -4.9]), np.tile(Q0, (2, 1)), "already over"),
-    (np.array([50.0, 50.1]), np.tile(Q0, (2, 1)), "future"),
-])
+@pytest.mark.parametrize(
+    "times, positions, words",
+    [
+        (np.array([0.0, 0.1]), np.zeros((2, 6)), "shape"),
+        (np.array([0.0]), np.zeros((2, 7)), "shape"),
+        (np.array([0.1, 0.1]), np.tile(Q0, (2, 1)), "increase"),
+        (np.array([0.0, np.nan]), np.tile(Q0, (2, 1)), "times"),
+        (np.array([-5.0, -4.9]), np.tile(Q0, (2, 1)), "already over"),
+        (np.array([50.0, 50.1]), np.tile(Q0, (2, 1)), "future"),
+    ],
+)
 def test_malformed_chunks_rejected_with_reason(times, positions, words):
     r = Run()
     r.t = 1.0

@@ -86,11 +86,14 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
 def graph():
     context = rclpy.context.Context()
     rclpy.init(context=context)
-    node = SafetyFilterNode(context=context, parameter_overrides=[
-        Parameter("stale_timeout_s", value=1.0),  # a busy CI machine must not trip the watchdog
-        Parameter("limits.velocity_scale", value=0.4),
-        Parameter("measured_source_node", value="/safety_filter_test_peer"),  # the peer plays the driver
-    ])
+    node = SafetyFilterNode(
+        context=context,
+        parameter_overrides=[
+            Parameter("stale_timeout_s", value=1.0),  # a busy CI machine must not trip the watchdog
+            Parameter("limits.velocity_scale", value=0.4),
+            Parameter("measured_source_node", value="/safety_filter_test_peer"),  # the peer plays the driver
+        ],
+    )
     peer = Peer(context)
     # One single-threaded executor per node, each in its own thread: rclpy's MultiThreadedExecutor
     # hosting both here ran the filter's 100 Hz timer at about 6 Hz on this machine.
@@ -181,6 +184,7 @@ def test_node_filters_nan_and_jumps_and_estop_holds_until_reset(graph):
         # after 0.15 s, part-way through the move.
         peer.chunk_pub.publish(chunk_to_msg(t_new, 0.1, new))
         return abs(peer.snapshot()[0][-1].points[0].positions[2] - held[2]) > 0.05
+
     assert wait_for(moved)
 
     # Every command ever published: finite and within every limit (node runs at config.dt ticks).
@@ -230,6 +234,7 @@ def test_malformed_joint_states_and_messages_do_not_crash(graph):
                 if st.name == "safety_filter" and int(values.get("malformed", "0")) >= 3:
                     return values["mode"] in ("idle", "tracking", "stale")
         return False
+
     assert wait_for(reported, timeout=5.0), "no /diagnostics with the malformed-message count"
 
 
@@ -243,9 +248,15 @@ def test_cartesian_mode_publishes_pose_commands_inside_the_box():
     context = rclpy.context.Context()
     rclpy.init(context=context)
     try:
-        node = SafetyFilterNode(context=context, parameter_overrides=[
-            Parameter("command_mode", value="cartesian"), Parameter("active_source", value="teleop"),
-            Parameter("stale_timeout_s", value=1.0), Parameter("measured_source_node", value="/cartesian_peer")])
+        node = SafetyFilterNode(
+            context=context,
+            parameter_overrides=[
+                Parameter("command_mode", value="cartesian"),
+                Parameter("active_source", value="teleop"),
+                Parameter("stale_timeout_s", value=1.0),
+                Parameter("measured_source_node", value="/cartesian_peer"),
+            ],
+        )
         peer = Node("cartesian_peer", context=context)
         poses: list[PoseStamped] = []
         lock = threading.Lock()
@@ -278,12 +289,19 @@ def test_cartesian_mode_publishes_pose_commands_inside_the_box():
         # Below the floor of the box: clamped (and no resync, the fake driver holds Q0: the
         # drift tolerance of 5 cm is not exceeded while the target is 2 cm down).
         goal = home[:3, 3] + np.array([0.0, 0.0, -0.02])
+
         def reached() -> bool:
             # A teleop source re-sends its target (the 0.15 s watchdog would otherwise stop the
             # motion part-way, which is the point of the watchdog).
-            target_pub.publish(pose_to_msg(peer.get_clock().now().nanoseconds * 1e-9, goal,
-                                           matrix_to_quat(home[:3, :3], hemisphere=W_NON_NEGATIVE)))
+            target_pub.publish(
+                pose_to_msg(
+                    peer.get_clock().now().nanoseconds * 1e-9,
+                    goal,
+                    matrix_to_quat(home[:3, :3], hemisphere=W_NON_NEGATIVE),
+                )
+            )
             return abs(poses[-1].pose.position.z - goal[2]) < 1e-4
+
         assert wait_for(reached)
         bad = pose_to_msg(now, np.array([np.nan, 0.0, 0.3]), matrix_to_quat(home[:3, :3], hemisphere=W_NON_NEGATIVE))
         target_pub.publish(bad)

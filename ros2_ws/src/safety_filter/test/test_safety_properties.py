@@ -49,10 +49,20 @@ PUSH_GOALS = [
     Q0 + np.array([0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0]),
     Q0 + np.array([0.0, -1.5, 0.0, -1.0, 0.0, -1.5, 0.0]),
 ]
-push_event = st.tuples(st.just("push"), st.integers(0, len(PUSH_GOALS) - 1), st.integers(10, 150),
-                       st.lists(st.floats(-0.3, 0.3), min_size=7, max_size=7))
+push_event = st.tuples(
+    st.just("push"),
+    st.integers(0, len(PUSH_GOALS) - 1),
+    st.integers(10, 150),
+    st.lists(st.floats(-0.3, 0.3), min_size=7, max_size=7),
+)
 event = st.one_of(
-    chunk_event, chunk_event, chunk_event, push_event, push_event, push_event, push_event,
+    chunk_event,
+    chunk_event,
+    chunk_event,
+    push_event,
+    push_event,
+    push_event,
+    push_event,
     st.tuples(st.just("estop"), st.one_of(st.none(), st.integers(0, 80))),  # None: stays latched
     st.just(("reset",)),
     st.tuples(st.just("speed"), st.one_of(st.floats(0.0, 1.0), st.just(math.nan), st.floats(-2.0, 3.0))),
@@ -65,8 +75,13 @@ def _inside(q: np.ndarray, config: SafetyConfig) -> bool:
     lim = config.limits
     t = forward_kinematics(q)
     lo, hi = config.inner_box
-    return bool(np.all(q >= lim.lower) and np.all(q <= lim.upper) and np.all(t[:3, 3] >= lo)
-                and np.all(t[:3, 3] <= hi) and tool_tilt(t[:3, :3]) <= config.max_tilt_rad)
+    return bool(
+        np.all(q >= lim.lower)
+        and np.all(q <= lim.upper)
+        and np.all(t[:3, 3] >= lo)
+        and np.all(t[:3, 3] <= hi)
+        and tool_tilt(t[:3, :3]) <= config.max_tilt_rad
+    )
 
 
 @settings(max_examples=70, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -133,8 +148,9 @@ def test_every_output_respects_all_limits(script, start):
     for seg in segments:
         if not seg:
             continue
-        problems = joint_stream_violations([o.position for o in seg], [o.velocity for o in seg],
-                                           [o.acceleration for o in seg], CONFIG)
+        problems = joint_stream_violations(
+            [o.position for o in seg], [o.velocity for o in seg], [o.acceleration for o in seg], CONFIG
+        )
         assert problems == [], problems
     last = segments[-1][-1]
     assert np.all(last.velocity == 0.0) and np.all(last.acceleration == 0.0)
@@ -142,6 +158,7 @@ def test_every_output_respects_all_limits(script, start):
 
 
 # -- Cartesian path ------------------------------------------------------------------------
+
 
 def _quat(axis_angle) -> np.ndarray:
     """Quaternion (x, y, z, w) of 'tool down' rotated by a rotation vector."""
@@ -153,8 +170,14 @@ def _quat(axis_angle) -> np.ndarray:
     qr = np.concatenate([np.sin(angle / 2) * r / angle, [np.cos(angle / 2)]])
     x1, y1, z1, w1 = qr
     x2, y2, z2, w2 = down
-    return np.array([w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2, w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-                     w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2, w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2])
+    return np.array(
+        [
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+        ]
+    )
 
 
 pose_event = st.tuples(
@@ -164,8 +187,9 @@ pose_event = st.tuples(
     st.one_of(st.none(), st.tuples(st.integers(0, 6), special)),
     st.floats(-0.5, 0.3),
 )
-cart_event = st.one_of(pose_event, pose_event, st.just(("estop",)), st.just(("reset",)),
-                       st.tuples(st.just("speed"), st.floats(0.0, 1.0)))
+cart_event = st.one_of(
+    pose_event, pose_event, st.just(("estop",)), st.just(("reset",)), st.tuples(st.just("speed"), st.floats(0.0, 1.0))
+)
 
 
 @settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

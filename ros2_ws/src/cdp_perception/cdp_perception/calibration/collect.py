@@ -30,7 +30,9 @@ NOMINAL_Q = {
 SPREAD = np.array([0.25, 0.15, 0.25, 0.2, 0.35, 0.3, 0.5])
 
 
-def pose_set(mode: str, n: int, scale: float = 1.0, seed: int = 0, nominal: np.ndarray | None = None) -> list[np.ndarray]:
+def pose_set(
+    mode: str, n: int, scale: float = 1.0, seed: int = 0, nominal: np.ndarray | None = None
+) -> list[np.ndarray]:
     """``n`` joint configurations around the mode's nominal one; ``scale`` < 1 shrinks the rotation diversity."""
     if mode not in NOMINAL_Q:
         raise ValueError(f"mode must be one of {sorted(NOMINAL_Q)}, got {mode!r}")
@@ -47,8 +49,15 @@ class SimCollection:
     skipped: int = 0
 
 
-def collect_in_simulation(scene, renderer, poses: list[np.ndarray], board: BoardSpec, mode: str,
-                          min_corners: int = 8, keep_images: bool = False) -> SimCollection:
+def collect_in_simulation(
+    scene,
+    renderer,
+    poses: list[np.ndarray],
+    board: BoardSpec,
+    mode: str,
+    min_corners: int = 8,
+    keep_images: bool = False,
+) -> SimCollection:
     """Render each pose in ``scene`` (a CameraScene with a board) and keep those whose board is seen."""
     out = SimCollection(HandEyeData(mode))
     for q in poses:

@@ -22,8 +22,17 @@ import numpy as np
 
 from ..geometry import make_transform, matrix_to_rotvec, rotvec_to_matrix
 from .result import HandEye, Intrinsics
-from .solvers import (CalibrationRefused, Gates, HandEyeData, _fixed_transforms, _mean_transform,
-                      _predict_cam_T_board, _split, board_pose, reprojection_rms)
+from .solvers import (
+    CalibrationRefused,
+    Gates,
+    HandEyeData,
+    _fixed_transforms,
+    _mean_transform,
+    _predict_cam_T_board,
+    _split,
+    board_pose,
+    reprojection_rms,
+)
 
 
 @dataclass
@@ -49,8 +58,13 @@ def _camera(p: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]), dist
 
 
-def refine_hand_eye(data: HandEyeData, intrinsics: Intrinsics, hand_eye: HandEye, gates: Gates | None = None,
-                    config: RefineConfig | None = None) -> tuple[Intrinsics, HandEye]:
+def refine_hand_eye(
+    data: HandEyeData,
+    intrinsics: Intrinsics,
+    hand_eye: HandEye,
+    gates: Gates | None = None,
+    config: RefineConfig | None = None,
+) -> tuple[Intrinsics, HandEye]:
     """Refine a closed-form hand-eye (and the intrinsics) on all corners; returns the refined pair.
 
     Uses the same held-out split as :func:`calibrate_hand_eye`; raises :class:`CalibrationRefused`
@@ -91,25 +105,37 @@ def refine_hand_eye(data: HandEyeData, intrinsics: Intrinsics, hand_eye: HandEye
     x, fixed = _unpack(sol.x[:6]), _unpack(sol.x[6:12])
     k, dist = camera(sol.x)
     train_rms = float(np.sqrt(np.mean(residuals(sol.x) ** 2)))
-    held_px = [reprojection_rms(data.views[i], _predict_cam_T_board(mode, x, fixed, data.base_T_tcp[i]), k, dist)
-               for i in held]
+    held_px = [
+        reprojection_rms(data.views[i], _predict_cam_T_board(mode, x, fixed, data.base_T_tcp[i]), k, dist) for i in held
+    ]
     reasons = []
     if train_rms > gates.max_reprojection_px:
-        reasons.append(f"refined hand-eye reprojects its views with {train_rms:.2f} px RMS "
-                       f"(> {gates.max_reprojection_px} px)")
+        reasons.append(
+            f"refined hand-eye reprojects its views with {train_rms:.2f} px RMS (> {gates.max_reprojection_px} px)"
+        )
     if held_px and max(held_px) > gates.max_heldout_px:
-        reasons.append(f"refined hand-eye predicts held-out views with up to {max(held_px):.2f} px "
-                       f"(> {gates.max_heldout_px} px)")
+        reasons.append(
+            f"refined hand-eye predicts held-out views with up to {max(held_px):.2f} px (> {gates.max_heldout_px} px)"
+        )
     if reasons:
         raise CalibrationRefused(reasons)
     new_intr = intrinsics
     if config.intrinsics:
-        new_intr = replace(intrinsics, camera_matrix=k, dist_coeffs=dist,
-                          method=f"{intrinsics.method}, refined with hand-eye on {len(train)} views")
+        new_intr = replace(
+            intrinsics,
+            camera_matrix=k,
+            dist_coeffs=dist,
+            method=f"{intrinsics.method}, refined with hand-eye on {len(train)} views",
+        )
     residual = dict(hand_eye.residuals)
-    residual.update({"closed_form_heldout_px_max": hand_eye.residuals.get("heldout_px_max", float("nan")),
-                     "refined_reprojection_px": train_rms,
-                     "heldout_px_max": max(held_px) if held_px else float("nan")})
-    refined = replace(hand_eye, transform=x, method=f"{hand_eye.method} + joint refinement (scipy least_squares)",
-                      residuals=residual)
+    residual.update(
+        {
+            "closed_form_heldout_px_max": hand_eye.residuals.get("heldout_px_max", float("nan")),
+            "refined_reprojection_px": train_rms,
+            "heldout_px_max": max(held_px) if held_px else float("nan"),
+        }
+    )
+    refined = replace(
+        hand_eye, transform=x, method=f"{hand_eye.method} + joint refinement (scipy least_squares)", residuals=residual
+    )
     return new_intr, refined

@@ -46,9 +46,18 @@ class Intrinsics:
 
     def to_dict(self) -> dict[str, Any]:
         k = self.camera_matrix
-        return {"width": int(self.width), "height": int(self.height), "fx": float(k[0, 0]), "fy": float(k[1, 1]),
-                "cx": float(k[0, 2]), "cy": float(k[1, 2]), "dist": [float(v) for v in self.dist_coeffs],
-                "method": self.method, "rms_px": float(self.rms_px), "views": int(self.views)}
+        return {
+            "width": int(self.width),
+            "height": int(self.height),
+            "fx": float(k[0, 0]),
+            "fy": float(k[1, 1]),
+            "cx": float(k[0, 2]),
+            "cy": float(k[1, 2]),
+            "dist": [float(v) for v in self.dist_coeffs],
+            "method": self.method,
+            "rms_px": float(self.rms_px),
+            "views": int(self.views),
+        }
 
 
 @dataclass
@@ -62,9 +71,13 @@ class HandEye:
 
     def to_dict(self) -> dict[str, Any]:
         p, q = transform_to_pose(self.transform)
-        return {"mode": self.mode, "transform": {"position": [float(v) for v in p], "quat_xyzw": [float(v) for v in q]},
-                "method": self.method, "residuals": {k: float(v) for k, v in self.residuals.items()},
-                "views": int(self.views)}
+        return {
+            "mode": self.mode,
+            "transform": {"position": [float(v) for v in p], "quat_xyzw": [float(v) for v in q]},
+            "method": self.method,
+            "residuals": {k: float(v) for k, v in self.residuals.items()},
+            "views": int(self.views),
+        }
 
 
 @dataclass
@@ -82,15 +95,23 @@ class Calibration:
         """A warning text when the calibration is older than ``max_age_s`` (cameras get bumped), else None."""
         age = self.age_s(now)
         if max_age_s > 0 and age > max_age_s:
-            return (f"calibration from {self.date.isoformat()} is {age / 3600:.1f} h old (limit "
-                    f"{max_age_s / 3600:.1f} h): re-run the calibration if the camera or its mount may have moved")
+            return (
+                f"calibration from {self.date.isoformat()} is {age / 3600:.1f} h old (limit "
+                f"{max_age_s / 3600:.1f} h): re-run the calibration if the camera or its mount may have moved"
+            )
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"version": 1, "date": self.date.isoformat(),
-                             "camera": {"serial": self.serial, "width": int(self.intrinsics.width),
-                                        "height": int(self.intrinsics.height)},
-                             "intrinsics": self.intrinsics.to_dict()}
+        d: dict[str, Any] = {
+            "version": 1,
+            "date": self.date.isoformat(),
+            "camera": {
+                "serial": self.serial,
+                "width": int(self.intrinsics.width),
+                "height": int(self.intrinsics.height),
+            },
+            "intrinsics": self.intrinsics.to_dict(),
+        }
         if self.hand_eye is not None:
             d["hand_eye"] = self.hand_eye.to_dict()
         return d
@@ -155,9 +176,15 @@ def from_dict(d: Any, source: str = "calibration", require_hand_eye: bool = True
     if not isinstance(dist, (list, tuple)) or len(dist) not in (4, 5, 8, 12, 14):
         raise CalibrationError(f"{where}: 'dist' must have 4, 5, 8, 12 or 14 coefficients, got {dist!r}")
     dist_a = _vec(intr, "dist", len(dist), where) if "dist" in intr else np.zeros(5)
-    intrinsics = Intrinsics(w, h, np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]), dist_a,
-                            str(intr.get("method", "")), float(intr.get("rms_px", float("nan"))),
-                            int(intr.get("views", 0)))
+    intrinsics = Intrinsics(
+        w,
+        h,
+        np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]),
+        dist_a,
+        str(intr.get("method", "")),
+        float(intr.get("rms_px", float("nan"))),
+        int(intr.get("views", 0)),
+    )
     he = d.get("hand_eye")
     hand_eye = None
     if he is None:
@@ -175,12 +202,19 @@ def from_dict(d: Any, source: str = "calibration", require_hand_eye: bool = True
         pos = _vec(tf, "position", 3, where + ".transform")
         quat = _vec(tf, "quat_xyzw", 4, where + ".transform")
         if abs(np.linalg.norm(quat) - 1.0) > 1e-3:
-            raise CalibrationError(f"{where}.transform: quat_xyzw is not a unit quaternion (norm {np.linalg.norm(quat):.4f})")
+            raise CalibrationError(
+                f"{where}.transform: quat_xyzw is not a unit quaternion (norm {np.linalg.norm(quat):.4f})"
+            )
         if np.linalg.norm(pos) > 5.0:
             raise CalibrationError(f"{where}.transform: camera {np.linalg.norm(pos):.1f} m away is implausible")
         residuals = he.get("residuals", {}) or {}
-        hand_eye = HandEye(he["mode"], pose_to_transform(pos, quat), str(he.get("method", "")),
-                           {str(k): float(v) for k, v in residuals.items()}, int(he.get("views", 0)))
+        hand_eye = HandEye(
+            he["mode"],
+            pose_to_transform(pos, quat),
+            str(he.get("method", "")),
+            {str(k): float(v) for k, v in residuals.items()},
+            int(he.get("views", 0)),
+        )
     serial = str((d.get("camera") or {}).get("serial", ""))
     return Calibration(intrinsics, hand_eye, date, serial)
 

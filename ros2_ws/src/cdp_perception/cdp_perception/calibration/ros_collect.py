@@ -82,9 +82,16 @@ class CalibrationCollector(Node):
         self.create_subscription(JointState, names.JOINT_STATES, self._on_joints, 20, callback_group=group)
         self.create_subscription(PoseStamped, names.EE_POSE, self._on_tcp, 50, callback_group=group)
         self.create_subscription(Image, c.image_topic, self._on_image, 1, callback_group=group)
-        self.stack = StackClient(self, StackClientConfig(safety_node=c.safety_node, homing_speed=c.speed_rad_s,
-                                                         home_tolerance=c.tolerance_rad, home_settle_s=0.0,
-                                                         homing_timeout_s=c.move_timeout_s))
+        self.stack = StackClient(
+            self,
+            StackClientConfig(
+                safety_node=c.safety_node,
+                homing_speed=c.speed_rad_s,
+                home_tolerance=c.tolerance_rad,
+                home_settle_s=0.0,
+                homing_timeout_s=c.move_timeout_s,
+            ),
+        )
 
     # --- subscriptions ----------------------------------------------------------------
     def _on_joints(self, msg: JointState) -> None:
@@ -115,10 +122,18 @@ class CalibrationCollector(Node):
         t_end = time.monotonic() + timeout_s
         while self.q is None or self._image is None or not self._tcp:
             if time.monotonic() > t_end:
-                missing = [n for n, ok in ((names.JOINT_STATES, self.q is not None), (self.config.image_topic,
-                           self._image is not None), (names.EE_POSE, bool(self._tcp))) if not ok]
-                raise CollectionError(f"nothing on {', '.join(missing)} within {timeout_s} s: is the stack "
-                                      f"(driver, camera_node) running?")
+                missing = [
+                    n
+                    for n, ok in (
+                        (names.JOINT_STATES, self.q is not None),
+                        (self.config.image_topic, self._image is not None),
+                        (names.EE_POSE, bool(self._tcp)),
+                    )
+                    if not ok
+                ]
+                raise CollectionError(
+                    f"nothing on {', '.join(missing)} within {timeout_s} s: is the stack (driver, camera_node) running?"
+                )
             time.sleep(0.05)
         self.stack.wait_for([self.stack.filter_parameters], max(0.1, t_end - time.monotonic()))
 
@@ -166,8 +181,9 @@ class CalibrationCollector(Node):
         return None
 
 
-def collect_via_stack(poses: list[np.ndarray], mode: str, board: BoardSpec, config: CollectConfig | None = None,
-                      log: Any = print) -> RosCollection:
+def collect_via_stack(
+    poses: list[np.ndarray], mode: str, board: BoardSpec, config: CollectConfig | None = None, log: Any = print
+) -> RosCollection:
     """Run the collection through the running stack (rclpy must be initialised by the caller)."""
     from rclpy.executors import MultiThreadedExecutor
 
@@ -202,9 +218,17 @@ def collect_via_stack(poses: list[np.ndarray], mode: str, board: BoardSpec, conf
     return out
 
 
-def calibrate_via_stack(mode: str, views: int, seed: int = 0, rotation_scale: float = 1.0, method: str = "PARK",
-                        config: CollectConfig | None = None, serial: str = "", log: Any = print,
-                        nominal: np.ndarray | None = None):
+def calibrate_via_stack(
+    mode: str,
+    views: int,
+    seed: int = 0,
+    rotation_scale: float = 1.0,
+    method: str = "PARK",
+    config: CollectConfig | None = None,
+    serial: str = "",
+    log: Any = print,
+    nominal: np.ndarray | None = None,
+):
     """Collect through the stack, then intrinsics + hand-eye + refinement; raises CalibrationRefused on a gate.
 
     ``nominal``: the joint configuration the pose set is centred on (default ``collect.NOMINAL_Q[mode]``).
@@ -222,8 +246,10 @@ def calibrate_via_stack(mode: str, views: int, seed: int = 0, rotation_scale: fl
     finally:
         if own_context:
             rclpy.shutdown()
-    log(f"collected {len(col.data.views)} views of {col.visited} poses ({col.unreachable} unreachable, "
-        f"{col.board_not_seen} without the board)")
+    log(
+        f"collected {len(col.data.views)} views of {col.visited} poses ({col.unreachable} unreachable, "
+        f"{col.board_not_seen} without the board)"
+    )
     intrinsics = calibrate_intrinsics(col.data.views, col.image_size)
     hand_eye = calibrate_hand_eye(col.data, intrinsics, method)
     intrinsics, hand_eye = refine_hand_eye(col.data, intrinsics, hand_eye)

@@ -8,8 +8,16 @@ import numpy as np
 
 from ..geometry import invert, transform_error
 from ..markers import BoardSpec
-from ..sim_camera import (DEFAULT_EYE_IN_HAND, HAND_T_TCP, BoardMount, CameraScene, CameraSpec, SceneRenderer,
-                          default_hand_board, default_table_board)
+from ..sim_camera import (
+    DEFAULT_EYE_IN_HAND,
+    HAND_T_TCP,
+    BoardMount,
+    CameraScene,
+    CameraSpec,
+    SceneRenderer,
+    default_hand_board,
+    default_table_board,
+)
 from .collect import collect_in_simulation, pose_set
 from .result import Calibration
 from .refine import RefineConfig, refine_hand_eye
@@ -28,8 +36,9 @@ class SimCalibrationReport:
     hand_eye_views: int
 
 
-def calibration_scene(mode: str, width: int = 640, height: int = 480, fovy_deg: float = 50.0,
-                      board: BoardSpec | None = None) -> tuple[CameraScene, SceneRenderer, BoardSpec]:
+def calibration_scene(
+    mode: str, width: int = 640, height: int = 480, fovy_deg: float = 50.0, board: BoardSpec | None = None
+) -> tuple[CameraScene, SceneRenderer, BoardSpec]:
     """The calibration set-up: eye_to_hand = fixed camera + board in the hand; eye_in_hand = camera on the hand + board on the table."""
     spec = board or BoardSpec()
     if mode == "eye_to_hand":
@@ -51,9 +60,17 @@ def true_hand_eye(scene: CameraScene, mode: str) -> np.ndarray:
     return invert(HAND_T_TCP) @ scene.camera.mount_T_cam
 
 
-def calibrate_in_simulation(mode: str = "eye_to_hand", intrinsic_views: int = 24, hand_eye_views: int = 16,
-                            method: str = "PARK", rotation_scale: float = 1.0, seed: int = 0,
-                            gates: Gates | None = None, scene=None, refine: bool = True) -> SimCalibrationReport:
+def calibrate_in_simulation(
+    mode: str = "eye_to_hand",
+    intrinsic_views: int = 24,
+    hand_eye_views: int = 16,
+    method: str = "PARK",
+    rotation_scale: float = 1.0,
+    seed: int = 0,
+    gates: Gates | None = None,
+    scene=None,
+    refine: bool = True,
+) -> SimCalibrationReport:
     """Collect, calibrate intrinsics then hand-eye (closed form, then jointly refined unless ``refine`` is
     False); raises CalibrationRefused when a gate fails."""
     if scene is None:
@@ -73,5 +90,12 @@ def calibrate_in_simulation(mode: str = "eye_to_hand", intrinsic_views: int = 24
     err_m, err_deg = transform_error(hand_eye.transform, truth)
     hand_eye.residuals["sim_truth_error_mm"] = err_m * 1000
     hand_eye.residuals["sim_truth_error_deg"] = err_deg
-    return SimCalibrationReport(make_calibration(intrinsics, hand_eye, "cdp-sim-camera"), cam.camera_matrix(), truth,
-                                err_m * 1000, err_deg, len(intr_col.data.views), len(he_col.data.views))
+    return SimCalibrationReport(
+        make_calibration(intrinsics, hand_eye, "cdp-sim-camera"),
+        cam.camera_matrix(),
+        truth,
+        err_m * 1000,
+        err_deg,
+        len(intr_col.data.views),
+        len(he_col.data.views),
+    )

@@ -61,8 +61,9 @@ def detect_board(image: np.ndarray, spec: BoardSpec, min_corners: int = 6) -> Bo
     if ids is None or len(ids) < min_corners:
         return None
     obj, img = board.matchImagePoints(corners, ids)
-    return BoardView(ids.reshape(-1).astype(int), img.reshape(-1, 2).astype(np.float64),
-                     obj.reshape(-1, 3).astype(np.float64))
+    return BoardView(
+        ids.reshape(-1).astype(int), img.reshape(-1, 2).astype(np.float64), obj.reshape(-1, 3).astype(np.float64)
+    )
 
 
 def board_pose(view: BoardView, camera_matrix: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, float]:
@@ -74,7 +75,8 @@ def board_pose(view: BoardView, camera_matrix: np.ndarray, dist: np.ndarray) -> 
         raise CalibrationError("solvePnP failed on a board view")
     rv, tv = cv2.solvePnPRefineLM(view.object_points, view.image_points, camera_matrix, dist, rv, tv)
     return make_transform(rotvec_to_matrix(rv.reshape(3)), tv.reshape(3)), reprojection_rms(
-        view, make_transform(rotvec_to_matrix(rv.reshape(3)), tv.reshape(3)), camera_matrix, dist)
+        view, make_transform(rotvec_to_matrix(rv.reshape(3)), tv.reshape(3)), camera_matrix, dist
+    )
 
 
 def reprojection_rms(view: BoardView, cam_T_board: np.ndarray, camera_matrix: np.ndarray, dist: np.ndarray) -> float:
@@ -92,8 +94,10 @@ def _split(n: int, every: int) -> tuple[list[int], list[int]]:
 
 # --- intrinsics ---------------------------------------------------------------------------
 
-def calibrate_intrinsics(views: list[BoardView], image_size: tuple[int, int], gates: Gates | None = None,
-                         fix_k3: bool = True) -> Intrinsics:
+
+def calibrate_intrinsics(
+    views: list[BoardView], image_size: tuple[int, int], gates: Gates | None = None, fix_k3: bool = True
+) -> Intrinsics:
     """cv2.calibrateCamera over ChArUco corners; gates: view count, RMS and held-out reprojection."""
     import cv2
 
@@ -105,9 +109,14 @@ def calibrate_intrinsics(views: list[BoardView], image_size: tuple[int, int], ga
     train, held = _split(len(views), gates.heldout_every)
     flags = cv2.CALIB_FIX_K3 if fix_k3 else 0
     w, h = image_size
-    rms, K, dist, _, _ = cv2.calibrateCamera([views[i].object_points.astype(np.float32) for i in train],
-                                             [views[i].image_points.astype(np.float32) for i in train],
-                                             (w, h), None, None, flags=flags)
+    rms, K, dist, _, _ = cv2.calibrateCamera(
+        [views[i].object_points.astype(np.float32) for i in train],
+        [views[i].image_points.astype(np.float32) for i in train],
+        (w, h),
+        None,
+        None,
+        flags=flags,
+    )
     dist = dist.reshape(-1)
     if rms > gates.max_reprojection_px:
         reasons.append(f"intrinsics reprojection RMS {rms:.2f} px > {gates.max_reprojection_px} px")
@@ -116,8 +125,9 @@ def calibrate_intrinsics(views: list[BoardView], image_size: tuple[int, int], ga
         reasons.append(f"held-out views reproject with up to {max(held_err):.2f} px > {gates.max_heldout_px} px")
     if reasons:
         raise CalibrationRefused(reasons)
-    return Intrinsics(w, h, K, dist, "cv2.calibrateCamera (ChArUco" + (", k3 fixed)" if fix_k3 else ")"),
-                      float(rms), len(views))
+    return Intrinsics(
+        w, h, K, dist, "cv2.calibrateCamera (ChArUco" + (", k3 fixed)" if fix_k3 else ")"), float(rms), len(views)
+    )
 
 
 # --- hand-eye -----------------------------------------------------------------------------
@@ -158,8 +168,13 @@ def _solve(mode: str, method: str, base_T_tcp: list[np.ndarray], cam_T_board: li
         # calibrateHandEye solves for the camera on the gripper; for a fixed camera the same
         # equations hold with the base and gripper swapped (pass tcp_T_base), giving base_T_cam.
         g = base_T_tcp if mode == "eye_in_hand" else [invert(t) for t in base_T_tcp]
-        r, t = cv2.calibrateHandEye([x[:3, :3] for x in g], [x[:3, 3] for x in g],
-                                    [x[:3, :3] for x in cam_T_board], [x[:3, 3] for x in cam_T_board], method=flag)
+        r, t = cv2.calibrateHandEye(
+            [x[:3, :3] for x in g],
+            [x[:3, 3] for x in g],
+            [x[:3, :3] for x in cam_T_board],
+            [x[:3, 3] for x in cam_T_board],
+            method=flag,
+        )
         return make_transform(r, t.reshape(3))
     if method in RWHE_METHODS:
         flag = getattr(cv2, f"CALIB_ROBOT_WORLD_HAND_EYE_{method.split('_')[1]}")
@@ -169,9 +184,13 @@ def _solve(mode: str, method: str, base_T_tcp: list[np.ndarray], cam_T_board: li
         else:
             # board_T_cam = board_T_tcp . tcp_T_base . base_T_cam ("camera" = the board, "world" = the camera)
             world2cam, base2gripper = [invert(t) for t in cam_T_board], [invert(t) for t in base_T_tcp]
-        rb, tb, rg, tg = cv2.calibrateRobotWorldHandEye([x[:3, :3] for x in world2cam], [x[:3, 3] for x in world2cam],
-                                                        [x[:3, :3] for x in base2gripper],
-                                                        [x[:3, 3] for x in base2gripper], method=flag)
+        rb, tb, rg, tg = cv2.calibrateRobotWorldHandEye(
+            [x[:3, :3] for x in world2cam],
+            [x[:3, 3] for x in world2cam],
+            [x[:3, :3] for x in base2gripper],
+            [x[:3, 3] for x in base2gripper],
+            method=flag,
+        )
         world_T_base = make_transform(rb, tb.reshape(3))  # "base2world": maps base points into the world frame
         cam_T_gripper = make_transform(rg, tg.reshape(3))
         # eye_to_hand: "world" is the camera, so base_T_cam = inverse of world_T_base
@@ -179,7 +198,9 @@ def _solve(mode: str, method: str, base_T_tcp: list[np.ndarray], cam_T_board: li
     raise CalibrationError(f"unknown hand-eye method {method!r}; known: {HAND_EYE_METHODS + RWHE_METHODS}")
 
 
-def _fixed_transforms(mode: str, x: np.ndarray, base_T_tcp: list[np.ndarray], cam_T_board: list[np.ndarray]) -> list[np.ndarray]:
+def _fixed_transforms(
+    mode: str, x: np.ndarray, base_T_tcp: list[np.ndarray], cam_T_board: list[np.ndarray]
+) -> list[np.ndarray]:
     """Per view, the transform that must be constant if ``x`` is right (tcp_T_board or base_T_board)."""
     if mode == "eye_to_hand":
         return [invert(b) @ x @ c for b, c in zip(base_T_tcp, cam_T_board)]
@@ -205,8 +226,9 @@ class HandEyeData:
     views: list[BoardView] = field(default_factory=list)
 
 
-def calibrate_hand_eye(data: HandEyeData, intrinsics: Intrinsics, method: str = "PARK",
-                       gates: Gates | None = None) -> HandEye:
+def calibrate_hand_eye(
+    data: HandEyeData, intrinsics: Intrinsics, method: str = "PARK", gates: Gates | None = None
+) -> HandEye:
     """Hand-eye from (TCP pose, board view) pairs; raises :class:`CalibrationRefused` with every failed gate."""
     gates = gates or Gates()
     if data.mode not in ("eye_to_hand", "eye_in_hand"):
@@ -217,8 +239,9 @@ def calibrate_hand_eye(data: HandEyeData, intrinsics: Intrinsics, method: str = 
         reasons.append(f"only {n} views (need >= {gates.min_views})")
     max_angle, spread = rotation_diversity(data.base_T_tcp)
     if max_angle < gates.min_rotation_deg:
-        reasons.append(f"too little rotation: the TCP orientations span {max_angle:.1f} deg "
-                       f"(need >= {gates.min_rotation_deg} deg)")
+        reasons.append(
+            f"too little rotation: the TCP orientations span {max_angle:.1f} deg (need >= {gates.min_rotation_deg} deg)"
+        )
     if spread < gates.min_axis_spread:
         reasons.append(f"rotations are about (nearly) one axis: axis spread {spread:.2f} < {gates.min_axis_spread}")
     if reasons:
@@ -238,22 +261,36 @@ def calibrate_hand_eye(data: HandEyeData, intrinsics: Intrinsics, method: str = 
     spread_mm = float(np.max([np.linalg.norm(f[:3, 3] - mean_fixed[:3, 3]) for f in fixed]) * 1000)
     spread_deg = float(np.max([np.degrees(rotation_angle(mean_fixed[:3, :3].T @ f[:3, :3])) for f in fixed]))
     if spread_mm > gates.max_consistency_mm:
-        reasons.append(f"the result is inconsistent across views: the board moves {spread_mm:.1f} mm "
-                       f"(> {gates.max_consistency_mm} mm) where it must stay fixed")
+        reasons.append(
+            f"the result is inconsistent across views: the board moves {spread_mm:.1f} mm "
+            f"(> {gates.max_consistency_mm} mm) where it must stay fixed"
+        )
     held_px = []
     for i in held:
         pred = _predict_cam_T_board(data.mode, x, mean_fixed, data.base_T_tcp[i])
         held_px.append(reprojection_rms(data.views[i], pred, K, dist))
     if held_px and max(held_px) > gates.max_heldout_px:
-        reasons.append(f"held-out views are predicted with up to {max(held_px):.2f} px error "
-                       f"(> {gates.max_heldout_px} px)")
+        reasons.append(
+            f"held-out views are predicted with up to {max(held_px):.2f} px error (> {gates.max_heldout_px} px)"
+        )
     if reasons:
         raise CalibrationRefused(reasons)
-    residuals = {"board_reprojection_px": pnp_rms, "consistency_mm": spread_mm, "consistency_deg": spread_deg,
-                 "heldout_px_max": max(held_px) if held_px else float("nan"),
-                 "rotation_span_deg": max_angle, "rotation_axis_spread": spread, "heldout_views": len(held)}
-    return HandEye(data.mode, x, f"cv2.{'calibrateHandEye' if method in HAND_EYE_METHODS else 'calibrateRobotWorldHandEye'}"
-                   f" {method}", residuals, n)
+    residuals = {
+        "board_reprojection_px": pnp_rms,
+        "consistency_mm": spread_mm,
+        "consistency_deg": spread_deg,
+        "heldout_px_max": max(held_px) if held_px else float("nan"),
+        "rotation_span_deg": max_angle,
+        "rotation_axis_spread": spread,
+        "heldout_views": len(held),
+    }
+    return HandEye(
+        data.mode,
+        x,
+        f"cv2.{'calibrateHandEye' if method in HAND_EYE_METHODS else 'calibrateRobotWorldHandEye'} {method}",
+        residuals,
+        n,
+    )
 
 
 def make_calibration(intrinsics: Intrinsics, hand_eye: HandEye | None, serial: str = "") -> Calibration:
