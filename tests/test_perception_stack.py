@@ -19,7 +19,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from cdp_bringup.episodes import EpisodeConfig, home_configuration  # noqa: E402
+from cdp_bringup.episodes import EpisodeConfig  # noqa: E402
 from cdp_bringup.episodes_node import EpisodeRunner  # noqa: E402
 from cdp_bringup.graph import load_graph, resolve  # noqa: E402
 from cdp_bringup.testing import loopback_host, running_graph  # noqa: E402
@@ -129,7 +129,7 @@ def test_dead_perception_leaves_the_arm_holding(perception_stack):
     graph, probe, _ = perception_stack
     probe.stack.enable_policy(False)
     reset = probe.stack.reset_episode()
-    probe.stack.go_home(home_configuration(probe.task, int(reset["seed"]), 0.05))
+    probe.stack.go_home(probe.task.episode_start(int(reset["seed"]), 0.05)[1])
     probe.stack.select_source("policy")
     probe.stack.start_episode()
     probe.stack.enable_policy(True)

@@ -117,7 +117,7 @@ def test_rollout_replays_a_policy_and_measures_success(reach_env):
 
 
 def test_unknown_task_and_mismatched_model_are_refused():
-    with pytest.raises(UnknownTaskError, match="known tasks: peg_insert, reach_precise"):
+    with pytest.raises(UnknownTaskError, match="known tasks: peg_insert, place_precise, reach_precise"):
         get_task("peg")
     toy_meta = json.loads(
         (__import__("pathlib").Path(__file__).resolve().parents[2] / "models" / "default" / "toy_cdp.json").read_text()

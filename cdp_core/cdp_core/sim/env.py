@@ -16,9 +16,8 @@ import numpy as np
 from ..robot.kinematics import forward_kinematics, tcp_pose
 from ..robot.rotations import TOOL_DOWN, matrix_to_quat
 from .actions import JOINT_POSITION, ActionExecutor
-from .tasks import JOINT_NAMES, Task, get_task
+from .tasks import HOME_Q, JOINT_NAMES, Task, get_task
 
-HOME_Q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
 PHYSICS_DT = 0.001
 #: How often (in physics steps) the success test looks at the tool tip: 100 Hz.
 CHECK_EVERY = 10
@@ -129,9 +128,7 @@ class FR3TaskEnv:
         """Start a seeded episode: random task parameters and a slightly jittered home pose."""
         import mujoco
 
-        rng = np.random.default_rng(seed)
-        self.params = self.task.sample(rng)
-        q0 = HOME_Q + rng.uniform(-self.home_jitter, self.home_jitter, 7)
+        self.params, q0 = self.task.episode_start(seed, self.home_jitter)
         # Full reset (warm-start accelerations, contacts, time): a seed must replay bit for bit.
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[self._qadr] = q0

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..deploy import StackCapabilities, check_deployable
+from ..observation import observation_vector
 from ..runtime import OnnxPolicy
 from .actions import ACTION_SPACES, JOINT_POSITION, ActionExecutor
 from .env import FR3TaskEnv
@@ -52,7 +53,7 @@ def rollout(
     if on_step:
         on_step(env)
     history: deque[np.ndarray] = deque(maxlen=n_obs_steps)
-    vec = np.concatenate([obs[k] for k in obs_keys]).astype(np.float32)
+    vec = observation_vector(obs, obs_keys)
     history.extend([vec] * n_obs_steps)
     info: dict[str, Any] = {"success": False, "done": False}
     while not info["done"]:
@@ -61,7 +62,7 @@ def rollout(
             obs, info = env.step(action)
             if on_step:
                 on_step(env)
-            history.append(np.concatenate([obs[k] for k in obs_keys]).astype(np.float32))
+            history.append(observation_vector(obs, obs_keys))
             if info["done"]:
                 break
     tip = env.tip_position()
@@ -162,7 +163,7 @@ def evaluate_model(
     first_obs, first_q = [], []
     for seed in seeds[:dispersion_obs]:
         obs = env.reset(seed)
-        vec = np.concatenate([obs[k] for k in m["obs_keys"]]).astype(np.float32)
+        vec = observation_vector(obs, m["obs_keys"])
         first_obs.append(np.stack([vec] * m["n_obs_steps"]))
         first_q.append(env.q)
     start = m["action_start_index"]

@@ -1,4 +1,12 @@
-"""Task definitions: what is in the scene, how it is randomised, what the policy sees, what counts as success."""
+"""Task definitions: what is in the scene, how it is randomised, what the policy sees, what counts as success.
+
+A task is the one extension point of the project: its scene bodies, randomisation and episode
+start (``episode_start(seed)``, shared by the fast path and the ROS homing so seeds pair), the
+observation key its tracked object feeds and the inverse of that pose, its marker layout for
+perception, the demonstrator's final waypoints and its success test. Adding a task is one class
+here (or in its own module) plus its entry in :data:`TASKS`; the policy node, the recorder's
+converter, the simulated stack, perception and scripted teleop read everything from it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,10 @@ from typing import Any
 import numpy as np
 
 from ..robot.kinematics import HAND_TCP_Z
-from ..robot.rotations import yaw_quat
+from ..robot.rotations import quat_yaw, yaw_quat
+
+#: The home configuration every episode starts near (tool pointing down above the table).
+HOME_Q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
 
 #: Observation layout shared by every task; the task-specific key comes before the gripper.
 ROBOT_OBS = {"joint_pos": 7, "ee_pos": 3, "ee_quat": 4}
@@ -43,6 +54,33 @@ class TaskSpec:
         return list(JOINT_ACTION_NAMES)
 
 
+@dataclass(frozen=True)
+class Marker:
+    """One square ArUco marker on a task object: id, side (m), centre and yaw in the object frame."""
+
+    marker_id: int
+    size_m: float
+    x: float
+    y: float
+    z: float
+    yaw: float = 0.0
+
+
+@dataclass(frozen=True)
+class MarkerLayout:
+    """Where a task object's fiducials are (perception textures and detects exactly these).
+
+    ``body``: the MJCF body that carries them; ``object_in_body``: the object frame (the pose
+    published on /perception/object_pose) in that body, as (x, y, z); ``resting_z``: the height
+    of the object frame above the table when the object rests on it (planar fit), or None.
+    """
+
+    body: str
+    markers: tuple[Marker, ...]
+    object_in_body: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    resting_z: float | None = None
+
+
 class Task(ABC):
     """One precision task. Subclasses add their bodies to the MJCF scene and define success."""
 
@@ -50,6 +88,35 @@ class Task(ABC):
     #: Where the tool tip sits along the TCP's z axis (m): 0 for the bare hand, the peg's
     #: protrusion below the fingertips for peg_insert.
     tip_offset: float = 0.0
+    #: The observation key the task's tracked object feeds: the object pose in the base frame
+    #: (ground truth in simulation, /perception/object_pose on the stack). Its size in
+    #: ``spec.task_obs`` says what it holds: 3 = position, 7 = position + quaternion (x y z w, w >= 0).
+    object_key: str
+    #: The fiducials perception tracks the object by (None: the task has no marker layout).
+    markers: MarkerLayout | None = None
+
+    @classmethod
+    def object_dim(cls) -> int:
+        return cls.spec.task_obs[cls.object_key]
+
+    def object_pose(self, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(position, quaternion x y z w) of the tracked object for an episode's parameters."""
+        v = np.asarray(self.task_observation(params)[self.object_key], dtype=np.float64)
+        return v[:3].copy(), (v[3:7].copy() if v.shape[0] >= 7 else np.array([0.0, 0.0, 0.0, 1.0]))
+
+    @abstractmethod
+    def params_from_object_pose(self, position: np.ndarray, quat_xyzw: np.ndarray) -> dict[str, Any]:
+        """The inverse of :meth:`object_pose`: episode parameters from a (perceived) object pose."""
+
+    def episode_start(self, seed: int, home_jitter: float) -> tuple[dict[str, Any], np.ndarray]:
+        """An episode's parameters and the jittered home configuration the arm starts from.
+
+        The fast path's reset and the ROS path's homing both call this, so the same seed gives
+        the same placement and the same start on both (the draw order lives only here).
+        """
+        rng = np.random.default_rng(seed)
+        params = self.sample(rng)
+        return params, HOME_Q + rng.uniform(-home_jitter, home_jitter, 7)
 
     def add_to_hand(self, hand: ET.Element) -> None:
         """Append bodies carried by the hand (called with the robot's hand body element)."""
@@ -99,6 +166,19 @@ class ReachPrecise(Task):
     )
     low = np.array([0.35, -0.25, 0.15])
     high = np.array([0.65, 0.25, 0.45])
+    object_key = "target_pos"
+    # Target in free space: a card of four 40 mm markers 30 mm below it and 80 mm towards +x
+    # (towards a camera in front of the robot), so the hand coming from above hides at most one.
+    markers = MarkerLayout(
+        "task_target",
+        tuple(
+            Marker(30 + i, 0.04, x, y, -0.03)
+            for i, (x, y) in enumerate(((0.055, 0.03), (0.055, -0.03), (0.115, 0.03), (0.115, -0.03)))
+        ),
+    )
+
+    def params_from_object_pose(self, position: np.ndarray, quat_xyzw: np.ndarray) -> dict[str, Any]:
+        return {"target_pos": np.asarray(position, dtype=np.float64).reshape(3).copy()}
 
     def add_to_scene(self, worldbody: ET.Element) -> None:
         body = ET.SubElement(worldbody, "body", name="task_target", pos="0.5 0 0.3", mocap="true")
@@ -120,6 +200,10 @@ class ReachPrecise(Task):
         return np.asarray(params["target_pos"])
 
 
+#: Height of peg_insert's fixture top (the hole's rim, the object frame) above the table (m).
+FIXTURE_TOP_Z = 0.06
+
+
 class PegInsert(Task):
     """Insert a square peg held by the hand into a hole of a fixture placed at a random pose on the table.
 
@@ -134,11 +218,27 @@ class PegInsert(Task):
     tip_offset = 0.05
     peg_half = 0.010
     hole_half = 0.0115
-    top_z = 0.06
+    top_z = FIXTURE_TOP_Z
     depth = 0.05
     insert_m = 0.02
     low = np.array([0.45, -0.15, -np.pi / 6])
     high = np.array([0.60, 0.15, np.pi / 6])
+    object_key = "hole_pose"
+    # Fixture: 100 mm square block whose top (the object origin) is top_z above the table. Four
+    # 60 mm markers lie on the table around it, 110 mm from the hole's axis: nothing of the
+    # fixture's geometry changes, and the peg coming from above never covers more than one.
+    markers = MarkerLayout(
+        "task_fixture",
+        tuple(
+            Marker(20 + i, 0.06, 0.11 * np.cos(a), 0.11 * np.sin(a), -FIXTURE_TOP_Z + 0.0005)
+            for i, a in enumerate(np.arange(4) * np.pi / 2)
+        ),
+        object_in_body=(0.0, 0.0, FIXTURE_TOP_Z),
+        resting_z=FIXTURE_TOP_Z,
+    )
+
+    def params_from_object_pose(self, position: np.ndarray, quat_xyzw: np.ndarray) -> dict[str, Any]:
+        return {"hole_pos": np.asarray(position, dtype=np.float64).reshape(3).copy(), "yaw": quat_yaw(quat_xyzw)}
 
     def add_to_hand(self, hand: ET.Element) -> None:
         # In the hand frame the TCP is HAND_TCP_Z along z (libfranka's default EE offset); the peg
@@ -214,7 +314,9 @@ class PegInsert(Task):
         return inside and tip[2] <= params["hole_pos"][2] - self.insert_m
 
 
-TASKS: dict[str, type[Task]] = {"reach_precise": ReachPrecise, "peg_insert": PegInsert}
+from .place_precise import PlacePrecise  # noqa: E402  (a task in its own module, registered here)
+
+TASKS: dict[str, type[Task]] = {"reach_precise": ReachPrecise, "peg_insert": PegInsert, "place_precise": PlacePrecise}
 
 
 def get_task(name: str) -> Task:

@@ -2,7 +2,8 @@
 
 An episode on the ROS path mirrors a fast-path episode with the same seed: the simulator draws
 the object placement from the seed, and the arm is first brought (through the safety filter,
-like an operator would) to the same jittered home configuration the fast path starts from.
+like an operator would) to the same jittered home configuration the fast path starts from; both
+come from ``Task.episode_start(seed)``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from cdp_core.sim.env import HOME_Q
 from cdp_core.sim.evaluate import wilson_interval
-from cdp_core.sim.tasks import Task
 
 
 @dataclass
@@ -39,13 +38,6 @@ class EpisodeResult:
     time_to_success_s: float | None
     chunks: int
     params: dict[str, Any]
-
-
-def home_configuration(task: Task, seed: int, jitter: float) -> np.ndarray:
-    """The fast path's start configuration for ``seed`` (FR3TaskEnv.reset draws params, then jitter)."""
-    rng = np.random.default_rng(seed)
-    task.sample(rng)
-    return HOME_Q + rng.uniform(-jitter, jitter, 7)
 
 
 def summarize(results: list[EpisodeResult]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, Float64
 from trajectory_msgs.msg import JointTrajectory
 
-from .episodes import EpisodeConfig, EpisodeResult, home_configuration, summarize
+from .episodes import EpisodeConfig, EpisodeResult, summarize
 
 __all__ = ["EpisodeRunner", "StackError", "run_episodes"]
 
@@ -77,7 +77,7 @@ class EpisodeRunner(Node):
         st.enable_policy(False)
         reset = st.reset_episode()
         seed = int(reset["seed"])
-        st.go_home(home_configuration(self.task, seed, self.config.home_jitter))
+        st.go_home(self.task.episode_start(seed, self.config.home_jitter)[1])
         st.select_source("policy")
         st.start_episode()
         self.success, self.chunks = False, 0

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cdp_bringup.episodes import EpisodeResult, home_configuration, summarize
+from cdp_bringup.episodes import EpisodeResult, summarize
 from cdp_bringup.graph import GraphError, load_graph, parse_launch_arguments, resolve
 from cdp_bringup.launcher import NodeGraph
 from cdp_ros_common.trajectories import homing_trajectory
@@ -234,7 +234,7 @@ def test_home_configuration_matches_the_fast_path():
 
     env = FR3TaskEnv("reach_precise")
     env.reset(123)
-    assert abs(home_configuration(get_task("reach_precise"), 123, env.home_jitter) - env.q).max() < 1e-9
+    assert abs(get_task("reach_precise").episode_start(123, env.home_jitter)[1] - env.q).max() < 1e-9
 
 
 def test_homing_trajectory_is_smooth_and_ends_at_the_goal():

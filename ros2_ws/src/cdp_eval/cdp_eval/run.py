@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 import rclpy
-from cdp_bringup.episodes import EpisodeConfig, home_configuration
+from cdp_bringup.episodes import EpisodeConfig
 from cdp_bringup.episodes_node import EpisodeRunner
 from cdp_bringup.graph import NodeSpec, load_graph, resolve
 from cdp_bringup.launcher import NodeGraph
@@ -176,7 +176,7 @@ class TrialNode(EpisodeRunner):
         if proto.use_sim:
             params = st.reset_episode(seed)["params"]
         st.select_source("teleop")
-        st.go_home(home_configuration(self.task, seed, self.config.home_jitter))
+        st.go_home(self.task.episode_start(seed, self.config.home_jitter)[1])
         if operator is not None:
             log(f"\ntrial {trial + 1}/{proto.trials}, policy {policy!r}, seed {seed}")
             log(f"  place the object: {placement_text(proto.task, seed)}")

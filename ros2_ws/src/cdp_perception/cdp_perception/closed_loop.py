@@ -24,7 +24,7 @@ import numpy as np
 from .calibration.result import Calibration, load
 from .detector import EstimatorConfig, ObjectPoseEstimator, ObjectTracker
 from .geometry import transform_to_pose
-from .sim_camera import CameraScene, CameraSpec, SceneRenderer, task_params_from_pose, use_offscreen_gl
+from .sim_camera import CameraScene, CameraSpec, SceneRenderer, use_offscreen_gl
 
 SCRIPTED = "scripted"
 
@@ -63,7 +63,7 @@ class PerceivedTaskEnv:
         assert self.scene.object is not None
         self.renderer = SceneRenderer(self.scene.model, width=camera.width, height=camera.height)
         self.plane_z = plane_z
-        (self.key,) = env.task.spec.task_obs  # every task has exactly one object observation
+        self.key = env.task.object_key
         self.tracker: ObjectTracker | None = None
         self.perceived: np.ndarray | None = None
         self.stats = PerceptionStats()
@@ -93,7 +93,7 @@ class PerceivedTaskEnv:
             return None
         self.stats.detections += 1
         p, q = transform_to_pose(tracked.base_T_object)
-        params = task_params_from_pose(env.task.spec.name, p, q)
+        params = env.task.params_from_object_pose(p, q)
         self.perceived = env.task.task_observation(params)[self.key]
         self.stats.errors_mm.append(1000 * float(np.linalg.norm(self.perceived[:3] - truth[:3])))
         return params
@@ -138,10 +138,10 @@ def _scripted_episode(env: Any, seed: int) -> dict[str, Any]:
 
     obs = env.reset(seed)
     truth = env.params
-    key = next(iter(env.task.spec.task_obs))
+    key = env.task.object_key
     given = obs[key].astype(np.float64)
-    planned = task_params_from_pose(
-        env.task.spec.name, given[:3], given[3:7] if given.shape[0] >= 7 else np.array([0.0, 0.0, 0.0, 1.0])
+    planned = env.task.params_from_object_pose(
+        given[:3], given[3:7] if given.shape[0] >= 7 else np.array([0.0, 0.0, 0.0, 1.0])
     )
     inner = getattr(env, "env", env)
     inner.params = {**truth, **planned}  # the plan sees only what it was told ...

@@ -143,26 +143,17 @@ def _flat(x: float, y: float, z: float, yaw: float = 0.0) -> np.ndarray:
 
 
 def object_model(task: str) -> ObjectModel:
-    """The marker layout of ``task``'s tracked object (ids 20+ so they never clash with the board's)."""
-    if task == "peg_insert":
-        # Fixture: 100 mm square block whose top (the object origin) is 60 mm above the table.
-        # Four 60 mm markers lie on the table around it, 110 mm from the hole's axis: nothing of the
-        # fixture's geometry changes, and the peg coming from above never covers more than one.
-        z = -0.06 + 0.0005
-        markers = tuple(
-            MarkerSpec(20 + i, 0.06, _flat(0.11 * np.cos(a), 0.11 * np.sin(a), z))
-            for i, a in enumerate(np.arange(4) * np.pi / 2)
-        )
-        return ObjectModel(
-            "peg_insert", markers, body="task_fixture", body_T_object=_flat(0.0, 0.0, 0.06), resting_z=0.06
-        )
-    if task == "reach_precise":
-        # Target in free space: a card of four 40 mm markers 30 mm below it and 80 mm towards +x
-        # (towards a camera in front of the robot), so the hand coming from above hides at most one.
-        offsets = ((0.055, 0.03), (0.055, -0.03), (0.115, 0.03), (0.115, -0.03))
-        return ObjectModel(
-            "reach_precise",
-            tuple(MarkerSpec(30 + i, 0.04, _flat(x, y, -0.03)) for i, (x, y) in enumerate(offsets)),
-            body="task_target",
-        )
-    raise ValueError(f"no marker layout for task {task!r}; known: peg_insert, reach_precise")
+    """The marker layout of ``task``'s tracked object (``Task.markers``; ids 20+ never clash with the board's)."""
+    from cdp_core.sim.tasks import get_task
+
+    t = get_task(task)
+    layout = t.markers
+    if layout is None:
+        raise ValueError(f"task {task!r} defines no marker layout (Task.markers): it cannot be perceived")
+    return ObjectModel(
+        task,
+        tuple(MarkerSpec(m.marker_id, m.size_m, _flat(m.x, m.y, m.z, m.yaw)) for m in layout.markers),
+        body=layout.body,
+        body_T_object=_flat(*layout.object_in_body),
+        resting_z=layout.resting_z,
+    )

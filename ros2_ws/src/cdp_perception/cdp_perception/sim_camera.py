@@ -27,7 +27,7 @@ import numpy as np
 from cdp_core.robot.kinematics import HAND_TCP_Z
 from cdp_core.robot.rotations import W_NON_NEGATIVE
 
-from .geometry import invert, make_transform, matrix_to_quat, pose_to_transform
+from .geometry import invert, make_transform, matrix_to_quat
 from .markers import BoardSpec, ObjectModel, board_image, marker_image, object_model, sheet_scale
 
 CAMERA_NAME = "cdp_camera"
@@ -266,7 +266,7 @@ class CameraScene:
 
     def set_object_pose(self, position: np.ndarray, quat_xyzw: np.ndarray) -> None:
         """Place the task object where the simulator says it is (the ground-truth topic's pose)."""
-        self.params = task_params_from_pose(self.task.spec.name, position, quat_xyzw)
+        self.params = self.task.params_from_object_pose(position, quat_xyzw)
         self.task.apply(self.model, self.data, self.params)
 
     def set_camera_pose(self, mount_T_cam: np.ndarray) -> None:
@@ -302,21 +302,6 @@ class CameraScene:
         if self.object is None:
             raise RuntimeError("scene built without object markers")
         return self.base_T(self.object.body) @ self.object.body_T_object
-
-
-def task_params_from_pose(task: str, position: np.ndarray, quat_xyzw: np.ndarray) -> dict[str, Any]:
-    """The task parameters whose ground-truth pose (``Task.task_observation``) is (position, quat).
-
-    The inverse of cdp_core's ``task_observation`` for the registered tasks (a hook there would
-    keep it next to the task; this is the only task knowledge this package duplicates).
-    """
-    p = np.asarray(position, dtype=np.float64).reshape(3)
-    if task == "reach_precise":
-        return {"target_pos": p}
-    if task == "peg_insert":
-        r = pose_to_transform(p, quat_xyzw)[:3, :3]
-        return {"hole_pos": p, "yaw": float(np.arctan2(r[1, 0], r[0, 0]))}
-    raise ValueError(f"cannot place the object of task {task!r}")
 
 
 class SceneRenderer:

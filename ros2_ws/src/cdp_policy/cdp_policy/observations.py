@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+from cdp_core.sim.tasks import TASKS
 from cdp_core.deploy import StackCapabilities, deployment_problems
+from cdp_core.observation import observation_vector
 from cdp_core.robot.rotations import TOOL_DOWN, W_NON_NEGATIVE, QuaternionError
 from cdp_core.robot.rotations import canonical_quat as _canonical_quat
 
@@ -62,17 +64,25 @@ class ObsSource:
 
 
 #: obs key -> how to build it from the stored inputs. ``ee_pos``/``ee_quat`` are the TCP pose
-#: (franky's end effector, what ``FR3TaskEnv.tip_pose`` reports); ``target_pos``/``hole_pose``
-#: are the object pose from perception (or the simulator's ground truth) in the base frame;
+#: (franky's end effector, what ``FR3TaskEnv.tip_pose`` reports); each task's object key
+#: (``target_pos``, ``hole_pose``, ...) is the object pose from perception (or the simulator's
+#: ground truth) in the base frame;
 #: ``gripper_width`` is the sum of the two finger joints (franky-sim's ``hand_width``).
 OBS_SOURCES: dict[str, ObsSource] = {
     "joint_pos": ObsSource(7, (JOINTS,), lambda s: s[JOINTS]),
     "ee_pos": ObsSource(3, (EE_POSE,), lambda s: s[EE_POSE][:3]),
     "ee_quat": ObsSource(4, (EE_POSE,), lambda s: s[EE_POSE][3:7]),
-    "target_pos": ObsSource(3, (OBJECT_POSE,), lambda s: s[OBJECT_POSE][:3]),
-    "hole_pose": ObsSource(7, (OBJECT_POSE,), lambda s: s[OBJECT_POSE][:7]),
     "gripper_width": ObsSource(1, (FINGERS,), lambda s: np.array([s[FINGERS].sum()])),
 }
+
+
+def _object_source(dim: int) -> ObsSource:
+    return ObsSource(dim, (OBJECT_POSE,), lambda s: s[OBJECT_POSE][:dim])
+
+
+# Every registered task's object key (``Task.object_key``: a position, 3, or a pose, 7) comes from
+# /perception/object_pose: a new task needs no edit here.
+OBS_SOURCES.update({t.object_key: _object_source(t.object_dim()) for t in TASKS.values()})
 
 
 def node_capabilities() -> StackCapabilities:
@@ -205,7 +215,7 @@ class ObservationBuffer:
         if future:  # a clock mismatch between publishers: the stamps cannot be trusted
             return None, age, f"input stamped in the future (clock mismatch?): {', '.join(future)}"
         # float64 concatenation, then float32: bit-identical to the fast path's np.concatenate(...).astype(float32)
-        vec = np.concatenate([OBS_SOURCES[k].build(values) for k in self.obs_keys]).astype(np.float32)
+        vec = observation_vector({k: OBS_SOURCES[k].build(values) for k in self.obs_keys}, self.obs_keys)
         return vec, age, ""
 
     def sample(self, t_now: float) -> ObsResult:

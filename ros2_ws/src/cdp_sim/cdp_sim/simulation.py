@@ -138,7 +138,7 @@ class TaskSimulation:
         """
         with self._lock:
             self._seed = self._seed + 1 if seed is None else int(seed)
-            params = self.task.sample(np.random.default_rng(self._seed))
+            params, _ = self.task.episode_start(self._seed, 0.0)  # the arm is homed by whoever runs episodes
             self._pending = (self._seed, params)
         if not self._running:  # not started yet: apply now so the first state is consistent
             self._pre_step(self.sim)
@@ -176,16 +176,14 @@ class TaskSimulation:
         """The episode's ground truth now (thread-safe snapshot)."""
         with self._lock:
             params = dict(self._params)
-            obs = self.task.task_observation(params) if params else {}
-            vec = next(iter(obs.values())) if obs else np.zeros(3)
-            quat = vec[3:7] if vec.shape[0] >= 7 else np.array([0.0, 0.0, 0.0, 1.0])
+            position, quat = self.task.object_pose(params) if params else (np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
             return EpisodeStatus(
                 seed=self._seed,
                 params=params,
                 sim_time=self._steps * PHYSICS_DT - self._episode_start,
                 success=self.monitor.success,
                 tip_error_m=self.monitor.error,
-                object_position=np.array(vec[:3]),
+                object_position=np.array(position),
                 object_quat_xyzw=np.array(quat),
             )
 

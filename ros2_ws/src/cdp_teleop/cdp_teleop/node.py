@@ -263,7 +263,6 @@ class TeleopNode(Node):
 
     def _scripted_episode(self, index: int) -> bool:
         """One demonstration; False (episode discarded) when the driver reported an error meanwhile."""
-        from cdp_bringup.episodes import home_configuration
         from cdp_core.sim.tasks import get_task
 
         nc = self.node_config
@@ -271,7 +270,7 @@ class TeleopNode(Node):
         seed = int(self.stack.reset_episode()["seed"])
         if self.stack.driver_error():
             self._recover()
-        self._home(home_configuration(task, seed, nc.home_jitter))
+        self._home(task.episode_start(seed, nc.home_jitter)[1])
         t_reset = self.now()
         t_end = time.monotonic() + 5.0
         while self.object_pose is None or self.object_pose[0] < t_reset:

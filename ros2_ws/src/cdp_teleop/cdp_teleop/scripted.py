@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from cdp_core.robot.rotations import matrix_to_rotvec, quat_yaw, rot_z, rotvec_to_matrix
+from cdp_core.robot.rotations import matrix_to_rotvec, rot_z, rotvec_to_matrix
 from cdp_core.robot.trajectories import minimum_jerk
 from cdp_core.sim.scripted import STRATEGIES
 from cdp_core.sim.tasks import Task, get_task
@@ -25,16 +25,6 @@ OFFSETS = {
     "from_left": np.array([0.0, 0.10, 0.04]),
     "from_right": np.array([0.0, -0.10, 0.04]),
 }
-
-
-def task_params_from_pose(task: Task, position: np.ndarray, quat_xyzw: np.ndarray) -> dict:
-    """The task's episode parameters recovered from the published object pose (what the sim encodes there)."""
-    p = np.asarray(position, dtype=np.float64)
-    if "target_pos" in task.spec.task_obs:
-        return {"target_pos": p}
-    if "hole_pose" in task.spec.task_obs:
-        return {"hole_pos": p, "yaw": quat_yaw(quat_xyzw)}
-    raise ValueError(f"scripted operator does not know how to read task {task.spec.name!r} from an object pose")
 
 
 @dataclass
@@ -85,7 +75,7 @@ def plan_scripted_demo(
 ) -> ScriptedPlan:
     """A demonstration plan from the arm's current TCP pose to the task's goal (mirrors ``plan_demo``)."""
     task = get_task(task) if isinstance(task, str) else task
-    params = task_params_from_pose(task, object_position, object_quat_xyzw)
+    params = task.params_from_object_pose(object_position, object_quat_xyzw)
     strategy = strategy or STRATEGIES[rng.integers(len(STRATEGIES))]
     if strategy not in OFFSETS:
         raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(OFFSETS)}")
