@@ -35,6 +35,16 @@ class NodeSpec:
         """The overrides with YAML typing, as rcl reads ``-p name:=value`` (``"0.06"`` -> 0.06) for launch_ros."""
         return {k: yaml.safe_load(v) if v != "" else v for k, v in self.overrides.items()}
 
+    def parameters(self) -> dict[str, Any]:
+        """The parameters this node starts with: its params files in order, then the overrides."""
+        params: dict[str, Any] = {}
+        for f in self.params_files:
+            with open(f) as fh:
+                data = yaml.safe_load(fh) or {}
+            params.update((data.get(self.name) or {}).get("ros__parameters") or {})
+        params.update(self.typed_overrides())
+        return params
+
     def ros_args(self) -> list[str]:
         """The ``--ros-args`` part of the node's command line."""
         args = ["--ros-args", "-r", f"__node:={self.name}"]

@@ -10,7 +10,6 @@ really gets, real arm and simulation.
 from __future__ import annotations
 
 import pytest
-import yaml
 from cdp_bringup.graph import load_graph, resolve
 from cdp_core.robot.limits import FR3Limits
 
@@ -18,12 +17,7 @@ from franka_driver.backend import DriverConfig
 
 
 def node_params(spec) -> dict:
-    params: dict = {}
-    for f in spec.params_files:
-        data = yaml.safe_load(open(f)) or {}
-        params.update((data.get(spec.name) or {}).get("ros__parameters") or {})
-    params.update(spec.typed_overrides())
-    return params
+    return spec.parameters()
 
 
 @pytest.mark.parametrize("use_sim", ["true", "false"])
@@ -39,3 +33,19 @@ def test_driver_generator_can_follow_the_filter_and_stays_inside_the_fr3_table(u
             f"safety filter limits.{name} {scale} above the driver's relative_dynamics_factor "
             f"{factor} ({'sim' if use_sim == 'true' else 'real arm'})"
         )
+
+
+@pytest.mark.parametrize("use_sim", ["true", "false"])
+def test_real_robot_defaults_have_one_source(use_sim):
+    """stack.yaml holds the driver's defaults; the dataclass fallback and cdp-preflight agree with it."""
+    from cdp_preflight.preflight import PreflightConfig
+
+    specs = {s.name: s for s in resolve(load_graph(), {"use_sim": use_sim})}
+    driver = node_params(specs["franka_driver"])
+    fallback = DriverConfig()
+    assert driver["backend"] == fallback.backend
+    assert float(driver["relative_dynamics_factor"]) == fallback.relative_dynamics_factor
+    assert PreflightConfig(mode="sim" if use_sim == "true" else "robot").backend == driver["backend"]
+    # an explicit launch argument still wins
+    franky = {s.name: s for s in resolve(load_graph(), {"use_sim": use_sim, "backend": "franky"})}
+    assert node_params(franky["franka_driver"])["backend"] == "franky"

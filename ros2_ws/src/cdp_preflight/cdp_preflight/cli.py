@@ -33,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         choices=["franky", "pylibfranka"],
-        default="franky",
-        help="franka_driver backend whose binding is checked",
+        default="",
+        help="franka_driver backend whose binding is checked (default: the graph's, launch/config/stack.yaml)",
     )
     p.add_argument(
         "--connect-timeout",

@@ -74,14 +74,19 @@ class CheckResult:
         return dataclasses.asdict(self)
 
 
-def _graph_defaults() -> dict[str, str]:
-    """The launch arguments' defaults from launch/graph.yaml (the same file both launchers read)."""
+def _graph_defaults(mode: str = "robot") -> dict[str, str]:
+    """What the launched graph would run: launch/graph.yaml's argument defaults and the driver's
+    backend from the parameters it would start with (launch/config/stack.yaml, sim.yaml in sim)."""
     try:
-        from cdp_bringup.graph import load_graph
+        from cdp_bringup.graph import load_graph, resolve
 
-        return {k: str(v.get("default", "")) for k, v in load_graph().get("arguments", {}).items()}
+        graph = load_graph()
+        out = {k: str(v.get("default", "")) for k, v in graph.get("arguments", {}).items()}
+        specs = {s.name: s for s in resolve(graph, {"use_sim": "true" if mode == "sim" else "false"})}
+        out["backend"] = str(specs["franka_driver"].parameters().get("backend", "pylibfranka"))
+        return out
     except Exception:  # cdp_bringup not installed or graph unreadable: fall back to the documented defaults
-        return {"model": "models/reach_precise/cdp_reach.onnx", "task": "reach_precise", "backend": "franky"}
+        return {"model": "models/reach_precise/cdp_reach.onnx", "task": "reach_precise", "backend": "pylibfranka"}
 
 
 @dataclass
@@ -90,7 +95,7 @@ class PreflightConfig:
 
     mode: str = "robot"  # "robot" | "sim"
     robot_ip: str = DEFAULT_ROBOT_IP
-    backend: str = "franky"  # franka_driver backend whose binding is checked
+    backend: str = ""  # franka_driver backend whose binding is checked; "" = the graph's (stack.yaml)
     connect_timeout_s: float = 3.0
     model: str = ""  # "" = graph.yaml's default
     task: str = ""  # "" = graph.yaml's default; the model must fit it
@@ -104,11 +109,12 @@ class PreflightConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("robot", "sim"):
             raise ValueError(f"mode must be 'robot' or 'sim', got {self.mode!r}")
-        if self.backend not in ("franky", "pylibfranka"):
+        if self.backend not in ("", "franky", "pylibfranka"):
             raise ValueError(f"backend must be 'franky' or 'pylibfranka', got {self.backend!r}")
         if not self.connect_timeout_s > 0:
             raise ValueError(f"connect_timeout_s must be > 0, got {self.connect_timeout_s}")
-        defaults = _graph_defaults()
+        defaults = _graph_defaults(self.mode)
+        self.backend = self.backend or defaults.get("backend", "pylibfranka")
         self.model = self.model or defaults.get("model", "")
         self.task = self.task or defaults.get("task", "reach_precise")
 

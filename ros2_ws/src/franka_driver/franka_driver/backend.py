@@ -40,9 +40,10 @@ class DriverConfig:
 
     #: FCI address of the arm (or of a franky-sim server).
     robot_ip: str = "172.16.0.2"
-    #: "franky" (libfranka + Ruckig in franky's C++ thread) or "pylibfranka" (official bindings,
-    #: 1 kHz loop in a dedicated process).
-    backend: str = "franky"
+    #: "pylibfranka" (official bindings, 1 kHz loop in a dedicated process) or "franky" (libfranka +
+    #: Ruckig in franky's C++ thread). The stack's value is launch/config/stack.yaml's; these
+    #: defaults are the fallback of a node started without it, and match it.
+    backend: str = "pylibfranka"
     #: "joint": /safety/command (JointTrajectory); "cartesian": /safety/cartesian_command (PoseStamped, franky only).
     command_mode: str = "joint"
     #: "enforce" on a real-time robot PC; "ignore" where the kernel has no RT (simulation, CI).

@@ -14,7 +14,9 @@ from franka_driver.franky_backend import FrankyBackend
 
 @pytest.fixture
 def backend(sim_server):
-    be = FrankyBackend(DriverConfig(robot_ip=sim_server.address, realtime="ignore", gripper_enabled=True))
+    be = FrankyBackend(
+        DriverConfig(backend="franky", robot_ip=sim_server.address, realtime="ignore", gripper_enabled=True)
+    )
     be.connect()
     yield be
     be.close()
@@ -80,7 +82,9 @@ def test_gripper_moves(backend):
 
 
 def test_lost_connection_is_reported_and_commands_refused(sim_server):
-    be = FrankyBackend(DriverConfig(robot_ip=sim_server.address, realtime="ignore", gripper_enabled=False))
+    be = FrankyBackend(
+        DriverConfig(backend="franky", robot_ip=sim_server.address, realtime="ignore", gripper_enabled=False)
+    )
     be.connect()
     try:
         q0 = be.read_state().q
