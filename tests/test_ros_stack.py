@@ -22,6 +22,7 @@ from cdp_bringup.episodes import EpisodeConfig  # noqa: E402
 from cdp_bringup.episodes_node import EpisodeRunner  # noqa: E402
 from cdp_bringup.graph import load_graph, resolve  # noqa: E402
 from cdp_bringup.testing import loopback_host, running_graph  # noqa: E402
+from cdp_core.robot.limits import FR3  # noqa: E402
 from cdp_core.sim.env import HOME_Q  # noqa: E402
 from cdp_ros_common import names  # noqa: E402
 from cdp_ros_common.conversions import chunk_to_msg  # noqa: E402
@@ -34,8 +35,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "reach_precise" / "cdp_reach.onnx"
 FIRST_SEED = 100004
-Q_MIN = np.array([-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159])
-Q_MAX = np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159])
+Q_MIN, Q_MAX = np.asarray(FR3.q_min), np.asarray(FR3.q_max)  # the one FR3 table
 
 
 class Probe(EpisodeRunner):

@@ -49,3 +49,20 @@ def test_real_robot_defaults_have_one_source(use_sim):
     # an explicit launch argument still wins
     franky = {s.name: s for s in resolve(load_graph(), {"use_sim": use_sim, "backend": "franky"})}
     assert node_params(franky["franka_driver"])["backend"] == "franky"
+
+
+def test_driver_and_filter_limits_are_one_table():
+    """The driver's generator limits and the filter's limits are the same table, or derived from it by name."""
+    import numpy as np
+    from cdp_core.robot import limits
+    from franka_driver import backend, pylibfranka_backend
+    from safety_filter import FR3Limits as FilterLimits
+    from safety_filter.filter import SafetyConfig
+
+    assert backend.FR3 is limits.FR3 and pylibfranka_backend.FR3 is limits.FR3
+    assert FilterLimits is limits.FR3Limits and isinstance(SafetyConfig().limits, limits.FR3Limits)
+    v, a, j = limits.FR3.generator_limits(DriverConfig().relative_dynamics_factor)
+    np.testing.assert_allclose(v, np.asarray(limits.FR3.v_max) * DriverConfig().relative_dynamics_factor)
+    f = SafetyConfig().limits
+    np.testing.assert_allclose(f.velocity, np.asarray(limits.FR3.v_max) * f.velocity_scale)
+    np.testing.assert_array_equal(f.q_min, limits.FR3.q_min)
