@@ -29,29 +29,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """A small policy trained briefly on the task's scripted fast-path demonstrations (it need not succeed)."""
-    from cdp_core.config import config_from_dict
-    from cdp_core.export import export_onnx
     from cdp_core.sim.demos import generate_demos
-    from cdp_core.trainer import train
+    from cdp_core.testing import train_small_policy
 
     tmp = tmp_path_factory.mktemp("place_precise")
     generate_demos(TASK, tmp / "demos", episodes=2, seed=0, progress=False)
-    cfg = {
-        "data": {"path": str(tmp / "demos"), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
-        "model": {"denoiser": "mlp", "mlp_hidden": 64, "mlp_blocks": 2, "obs_feature_dim": 16, "time_embed_dim": 16},
-        "train": {
-            "steps": 10,
-            "batch_size": 16,
-            "warmup_steps": 2,
-            "log_every": 5,
-            "checkpoint_every": 10,
-            "progress": False,
-        },
-        "gate": {"holdout_episodes": 0},
-    }
-    result = train(config_from_dict(cfg), tmp / "run")
-    export_onnx(result["checkpoint"], tmp / "pp.onnx", steps=2)
-    return tmp / "pp.onnx"
+    return train_small_policy(tmp / "demos", tmp)
 
 
 def test_scripted_teleop_and_the_policy_run_the_new_task_on_the_stack(model):

@@ -51,29 +51,13 @@ def test_every_task_has_a_marker_layout_with_unique_ids(name):
 
 
 def test_place_precise_demonstrations_succeed_and_a_model_trained_on_them_fits(tmp_path):
-    from cdp_core.config import config_from_dict
-    from cdp_core.export import export_onnx
     from cdp_core.runtime import OnnxPolicy
     from cdp_core.sim.demos import generate_demos
     from cdp_core.sim.evaluate import check_model_fits_task
-    from cdp_core.trainer import train
+    from cdp_core.testing import train_small_policy
 
     info = generate_demos("place_precise", tmp_path / "demos", episodes=3, seed=0, progress=False)
     assert info["success_rate"] == 1.0
-    cfg = {
-        "data": {"path": str(tmp_path / "demos"), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
-        "model": {"denoiser": "mlp", "mlp_hidden": 64, "mlp_blocks": 2, "obs_feature_dim": 16, "time_embed_dim": 16},
-        "train": {
-            "steps": 10,
-            "batch_size": 16,
-            "warmup_steps": 2,
-            "log_every": 5,
-            "checkpoint_every": 10,
-            "progress": False,
-        },
-        "gate": {"holdout_episodes": 0},
-    }
-    result = train(config_from_dict(cfg), tmp_path / "run")
-    meta = export_onnx(result["checkpoint"], tmp_path / "pp.onnx", steps=2)
-    assert "pad_pose" in meta["obs_keys"]
-    check_model_fits_task(OnnxPolicy(tmp_path / "pp.onnx").metadata, get_task("place_precise"))
+    model = OnnxPolicy(train_small_policy(tmp_path / "demos", tmp_path))
+    assert "pad_pose" in model.metadata["obs_keys"]
+    check_model_fits_task(model.metadata, get_task("place_precise"))

@@ -176,22 +176,11 @@ def test_dataset_values_equal_the_recorded_messages(dataset):
 
 def test_a_small_policy_trains_on_the_recorded_dataset(dataset, tmp_path):
     from cdp_core.config import config_from_dict
+    from cdp_core.testing import small_config
     from cdp_core.trainer import train
 
     out, _ = dataset
-    cfg = {
-        "data": {"path": str(out), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
-        "model": {"denoiser": "mlp", "mlp_hidden": 64, "mlp_blocks": 2, "obs_feature_dim": 16, "time_embed_dim": 16},
-        "train": {
-            "steps": 20,
-            "batch_size": 16,
-            "lr": 1e-3,
-            "warmup_steps": 2,
-            "log_every": 5,
-            "checkpoint_every": 20,
-            "progress": False,
-        },
-    }
+    cfg = small_config(out, train={"steps": 20, "batch_size": 16, "warmup_steps": 2, "checkpoint_every": 20})
     result = train(config_from_dict(cfg), tmp_path / "run")
     assert Path(result["checkpoint"]).is_file()
     losses = [
