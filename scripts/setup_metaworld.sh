@@ -14,6 +14,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q "torch==2.13.0"
   "$VENV/bin/python" -m pip install -q "metaworld==3.1.1" "mujoco==3.3.0" scipy
-  "$VENV/bin/python" -m pip install -q -e cdp_core --config-settings editable_mode=compat
+  # compat: see scripts/setup.sh (its transitional-mode note is known, so filtered)
+  PYTHONWARNINGS="ignore:Compat editable installs" "$VENV/bin/python" -m pip install -q -e cdp_core --config-settings editable_mode=compat
   echo "$hash" > "$stamp"
 fi
