@@ -128,6 +128,10 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
         applied_id = gen.target_id if gen.target_id is not None else applied_id
         if stopped:
             stop_ack = float(last["c"]["stop"])
+            # A stop drops every target sent before it ends: one that came while braking (a hold
+            # the parent sent at a mid-brake position, a command racing the e-stop) must not start
+            # a new motion once the arm rests. Only a target newer than the stop moves it again.
+            applied_id = float(last["c"]["target_id"])
         publish(robot.read_once(), False, stop_ack=stop_ack)
 
     while True:
@@ -151,6 +155,7 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
                 continue
             if c["stop"] != stop_ack:
                 stop_ack = float(c["stop"])
+                applied_id = float(c["target_id"])  # a stop drops the targets sent before it
                 st.write(stop_ack=stop_ack)
             if not st.current("error") and c["target_id"] != applied_id:
                 motion(c)

@@ -66,6 +66,28 @@ def test_stop_brings_the_arm_to_rest(backend):
     assert st.error == ""
 
 
+def test_a_target_sent_while_braking_never_starts_a_motion_after_the_stop(backend):
+    """brake(), then a target at once (a hold captured mid-brake, a command racing an e-stop): the
+    arm rests where the brake left it instead of driving back to that stale target."""
+    q0 = backend.read_state().q
+    assert backend.command_joint(q0 + 3 * OFFSET)
+    time.sleep(0.3)
+    backend.brake()
+    assert backend.command_joint(q0)  # accepted by the backend, but older than the stop's end
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and backend.loop_stats["in_control"]:
+        time.sleep(0.02)
+    rest = backend.read_state().q
+    time.sleep(1.5)
+    final = backend.read_state().q
+    assert np.abs(rest - q0).max() > 0.02, "the brake should have stopped away from the start"
+    # No motion started after the stop, and the arm did not head back to the stale target (the
+    # measured joints may still settle onto the last commanded position: impedance tracking lag).
+    assert backend.loop_stats["motions"] == 1.0, backend.loop_stats
+    back = float(np.dot(final - rest, q0 - rest) / np.linalg.norm(q0 - rest))
+    assert back < 2e-3, f"the arm moved {back:.4f} rad back toward a target sent before the stop"
+
+
 def test_killed_child_is_reported_and_nothing_restarts(backend):
     q0 = backend.read_state().q
     assert backend.command_joint(q0 + OFFSET)
