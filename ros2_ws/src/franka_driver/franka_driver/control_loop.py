@@ -29,6 +29,8 @@ HOLD_BEFORE_FINISH_S = 0.5
 CYCLE_S = 0.001
 #: At most this many cycles are caught up after a late one (a longer gap is the robot's problem).
 MAX_CATCH_UP = 20
+#: Fresh robot states read after a motion ends before the next one may start (see :func:`settle`).
+SETTLE_STATES = 3
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,22 @@ class JointMotionGenerator:
             self._rest_s = (self._rest_s or 0.0) + steps * CYCLE_S
             finished = self.stopping or self._rest_s >= self.hold_before_finish_s - 1e-12
         return CycleResult(np.array(self.out.new_position), finished)
+
+
+def settle(read_once: Callable[[], Any], on_state: Callable[[Any], None], n: int = SETTLE_STATES) -> None:
+    """After a motion ends: read ``n`` fresh states (each from a later server cycle) first.
+
+    libfranka ends a motion by sending ``motion_generation_finished`` once per state it receives
+    until a state shows the motion over; the last of those datagrams can still be on its way when
+    that state arrives. A server that takes a new ``Move`` before draining it (franky-sim handles
+    its TCP command first, then the UDP datagrams, each cycle) ends the *new* motion with
+    ``kSuccess`` at once, and libfranka reports "Unexpected reply to a Move command" (seen in CI
+    under load). Every state read here comes from a cycle that began after the previous read, so
+    by the second one every datagram sent before this call has been drained. A few ms on a real
+    arm, which is at rest here.
+    """
+    for _ in range(n):
+        on_state(read_once())
 
 
 #: ``poll() -> (latest target, stop requested)``, read every cycle from the shared command block.

@@ -26,7 +26,7 @@ import numpy as np
 
 from .backend import FR3, ArmState, Backend, BackendError, DriverConfig, clip_velocity, tcp_pose, validate_joint_target
 from .child_process import ExitFlag, describe
-from .control_loop import HOLD_BEFORE_FINISH_S, JointMotionGenerator, JointTarget, run_motion
+from .control_loop import HOLD_BEFORE_FINISH_S, JointMotionGenerator, JointTarget, run_motion, settle
 from .pylibfranka_gripper import gripper_main
 from .shared_memory import COMMAND, STATE, ErrorText, SeqlockBlock
 
@@ -104,9 +104,19 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
 
     applied_id = float(cmd.read()["target_id"])  # targets written before the loop started are not motion requests
     stop_ack = recover_ack = 0.0
+    # Where in the motion sequence a libfranka exception came: the error text names it.
+    where = {"in_motion": False, "n": 0, "ended": math.nan}
+
+    def context() -> str:
+        since = (time.monotonic() - where["ended"]) * 1e3
+        phase = (
+            f"{where['n']} cycles into motion {int(counters['motions'])}" if where["in_motion"] else "between motions"
+        )
+        return f"{phase}; {since:.0f} ms after the previous motion ended" if math.isfinite(since) else phase
 
     def motion(first: np.void) -> None:
         nonlocal applied_id, stop_ack
+        where.update(in_motion=True, n=0)
         ctrl = robot.start_joint_position_control(plf.ControllerMode.JointImpedance)
         counters["motions"] += 1
         last = {"c": first, "n": 0}
@@ -114,6 +124,7 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
         def poll() -> tuple[JointTarget, bool]:
             c = last["c"] = cmd.read()
             last["n"] += 1
+            where["n"] = last["n"]
             stop = bool(c["shutdown"]) or c["stop"] != stop_ack or (last["n"] % 100 == 0 and should_exit())
             return _target_of(c), stop
 
@@ -132,7 +143,8 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
             # the parent sent at a mid-brake position, a command racing the e-stop) must not start
             # a new motion once the arm rests. Only a target newer than the stop moves it again.
             applied_id = float(last["c"]["target_id"])
-        publish(robot.read_once(), False, stop_ack=stop_ack)
+        where.update(in_motion=False, ended=time.monotonic())
+        settle(robot.read_once, lambda s: publish(s, False, stop_ack=stop_ack))
 
     while True:
         c = cmd.read()
@@ -163,7 +175,8 @@ def _control_main(cfg: dict, cmd_raw: Any, state_raw: Any, err_raw: Any) -> None
             publish(robot.read_once(), False)  # idle: keep the state fresh (blocks ~1 ms)
             time.sleep(0.002)
         except Exception as exc:  # libfranka ControlException / NetworkException / ...
-            fail(describe(exc))
+            fail(f"{describe(exc)} ({context()})")
+            where["in_motion"] = False
             time.sleep(0.01)
             if "NetworkException" in type(exc).__name__:
                 break  # the connection is gone; the parent reports it, nothing left to do here
