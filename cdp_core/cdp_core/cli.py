@@ -187,6 +187,22 @@ def _cmd_toy_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dataset_export(args: argparse.Namespace) -> int:
+    from .data.episodes import load_episodes
+    from .data.lerobot import LeRobotExport, export_lerobot
+
+    ds = load_episodes(args.source, args.source_format)
+    fps = args.fps or float(ds.meta.get("rate_hz") or 0.0)
+    if not fps > 0:
+        raise ConfigError(f"{args.source}: no rate_hz in its meta.json; pass --fps")
+    task = args.task or str(ds.meta.get("task") or "")
+    if not task:
+        raise ConfigError(f"{args.source}: no task in its meta.json; pass --task (LeRobot's task string)")
+    root = export_lerobot(ds, args.out, LeRobotExport(fps=fps, task=task, robot_type=args.robot_type), args.overwrite)
+    print(f"wrote LeRobot {len(ds.episodes)} episodes, {ds.num_steps} frames at {fps:g} fps to {root}")
+    return 0
+
+
 def _cmd_demos(args: argparse.Namespace) -> int:
     from .sim import get_task
     from .sim.demos import generate_demos
@@ -425,6 +441,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--episodes", type=int, default=50)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=_cmd_toy_data)
+
+    ds = sub.add_parser("dataset", help="datasets: export to other formats")
+    ds_sub = ds.add_subparsers(dest="dataset_command", required=True)
+    dx = ds_sub.add_parser("export", help="write episodes as a LeRobot v3 dataset folder")
+    dx.add_argument("source", help="dataset to export (the project's episodes by default)")
+    dx.add_argument("--out", required=True, help="the LeRobot dataset folder to write")
+    dx.add_argument("--format", default="lerobot", choices=["lerobot"], help="output format")
+    dx.add_argument("--source-format", default="episodes", help="format of SOURCE (see data.format)")
+    dx.add_argument("--fps", type=float, help="frame rate (default: the source's rate_hz)")
+    dx.add_argument("--task", help="task string (default: the source's task)")
+    dx.add_argument("--robot-type", default="franka_fr3")
+    dx.add_argument("--overwrite", action="store_true")
+    dx.set_defaults(fn=_cmd_dataset_export)
 
     s = sub.add_parser("demos", help="record scripted demonstrations of a simulated FR3 task")
     s.add_argument("--task", required=True, help="reach_precise or peg_insert")

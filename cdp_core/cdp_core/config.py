@@ -29,7 +29,8 @@ class DataConfig:
     """Where the demonstrations come from and how they are windowed (Diffusion Policy style)."""
 
     path: str = ""
-    #: ``episodes`` (the project's own format), ``robomimic`` or ``d4rl`` (HDF5).
+    #: ``episodes`` (the project's own format), ``lerobot`` (a local LeRobot v3 dataset folder),
+    #: ``robomimic`` or ``d4rl`` (HDF5).
     format: str = "episodes"
     #: Observation keys, concatenated in this order into the policy's ``obs`` vector.
     #: Empty means every key the dataset has, in sorted order.
@@ -169,7 +170,7 @@ class Config:
     def validate(self) -> "Config":
         """Check values that types alone do not catch; raise :class:`ConfigError`."""
         d, m, c, t = self.data, self.model, self.contraction, self.train
-        _choice("data.format", d.format, ("episodes", "robomimic", "d4rl"))
+        _choice("data.format", d.format, ("episodes", "lerobot", "robomimic", "d4rl"))
         _choice("data.action_representation", d.action_representation, ACTION_REPRESENTATIONS)
         _choice("diffusion.schedule", self.diffusion.schedule, ("linear", "cosine"))
         _choice("diffusion.prediction", self.diffusion.prediction, ("epsilon", "sample"))

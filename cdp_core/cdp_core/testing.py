@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-def small_config(data: str | Path, **overrides: dict[str, Any]) -> dict[str, Any]:
+def small_config(data: str | Path, /, **overrides: dict[str, Any]) -> dict[str, Any]:
     """A tiny MLP / U-Net config on the dataset ``data``; ``overrides`` update whole sections' keys."""
     cfg: dict[str, Any] = {
         "data": {"path": str(data), "horizon": 8, "n_obs_steps": 2, "n_action_steps": 4},
@@ -37,15 +37,20 @@ def small_config(data: str | Path, **overrides: dict[str, Any]) -> dict[str, Any
     return cfg
 
 
-def train_small_policy(data: str | Path, out: str | Path, steps: int = 10, sampler_steps: int = 2) -> Path:
-    """Train :func:`small_config` for ``steps`` on ``data`` in ``out``, export it; the .onnx path."""
+def train_small_policy(
+    data: str | Path, out: str | Path, steps: int = 10, sampler_steps: int = 2, data_format: str = "episodes"
+) -> Path:
+    """Train :func:`small_config` for ``steps`` on ``data`` (``data.format``) in ``out``, export it; the .onnx path."""
     from .config import config_from_dict
     from .export import export_onnx
     from .trainer import train
 
     out = Path(out)
     cfg = small_config(
-        data, train={"steps": steps, "checkpoint_every": steps, "warmup_steps": 2}, gate={"holdout_episodes": 0}
+        data,
+        data={"format": data_format},
+        train={"steps": steps, "checkpoint_every": steps, "warmup_steps": 2},
+        gate={"holdout_episodes": 0},
     )
     result = train(config_from_dict(cfg), out / "run")
     export_onnx(result["checkpoint"], out / "policy.onnx", steps=sampler_steps)

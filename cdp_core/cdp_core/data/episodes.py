@@ -166,12 +166,16 @@ def _load_episode_dir(root: Path) -> EpisodeDataset:
 
 
 def load_episodes(path: str | Path, fmt: str = "episodes", max_episodes: int = 0) -> EpisodeDataset:
-    """Load and validate a dataset in any supported format (``episodes``, ``robomimic``, ``d4rl``)."""
+    """Load and validate a dataset in any supported format (``episodes``, ``lerobot``, ``robomimic``, ``d4rl``)."""
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"dataset not found: {p}")
     if fmt == "episodes":
         ds = _load_episode_dir(p)
+    elif fmt == "lerobot":
+        from .lerobot import load_lerobot
+
+        ds = load_lerobot(p)
     elif fmt == "robomimic":
         from .hdf5 import load_robomimic
 
@@ -181,7 +185,7 @@ def load_episodes(path: str | Path, fmt: str = "episodes", max_episodes: int = 0
 
         ds = load_d4rl(p)
     else:
-        raise DatasetError(f"unknown dataset format {fmt!r} (known: episodes, robomimic, d4rl)")
+        raise DatasetError(f"unknown dataset format {fmt!r} (known: episodes, lerobot, robomimic, d4rl)")
     if max_episodes:
         ds.episodes = ds.episodes[:max_episodes]
     return ds
