@@ -109,7 +109,7 @@ def write_episode(root: str | Path, index: int, episode: Episode) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".npz.tmp")
     with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # the stub takes **kwds for its bool flag
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
