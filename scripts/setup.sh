@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the project needs.
 # Only installed when missing.
-# libosmesa6: offscreen MuJoCo rendering (videos, simulated camera); libusb-1.0-0: pyrealsense2.
-APT_PACKAGES=(libosmesa6 libusb-1.0-0)
+# libosmesa6: offscreen MuJoCo rendering (videos, simulated camera); libusb-1.0-0: pyrealsense2;
+# libhidapi-hidraw0: the SpaceMouse (pyspacemouse -> easyhid -> hidapi over hidraw).
+APT_PACKAGES=(libosmesa6 libusb-1.0-0 libhidapi-hidraw0)
 missing=()
 for p in "${APT_PACKAGES[@]+"${APT_PACKAGES[@]}"}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -19,8 +19,11 @@ from cdp_core.robot.rotations import matrix_to_rotvec, rotvec_to_matrix
 
 from .events import DISCARD, FAILURE, START, STOP, SUCCESS
 
-#: Non-episode control events a device can emit.
+#: Non-episode control events a device can emit. ``record_toggle`` starts an episode when none
+#: records and stops (keeps) the one that does; ``gripper_toggle`` opens a closed hand and closes an
+#: open one: the node knows both states, a two-button device does not.
 SPEED_UP, SPEED_DOWN, HALT, QUIT = "speed_up", "speed_down", "halt", "quit"
+RECORD_TOGGLE, GRIPPER_TOGGLE = "record_toggle", "gripper_toggle"
 
 
 @dataclass
@@ -313,4 +316,99 @@ class GamepadMapper:
         deadman = pressed(lay.deadman_button)
         if not deadman:
             lin, ang = np.zeros(3), np.zeros(3)
+        return DeviceInput(lin, ang, deadman, events)
+
+
+# --- SpaceMouse -------------------------------------------------------------------------------
+
+
+@dataclass
+class SpaceMouseLayout:
+    """How a 3Dconnexion SpaceMouse maps to the TCP twist (axes in pyspacemouse's ``ROS``
+    convention: x away from the operator, y left, z up, rotations about them; each about [-1, 1])."""
+
+    #: Rotation of the device's frame about z into the robot base frame (degrees): 0 when the
+    #: operator looks along the robot's +x (behind the robot), 180 when facing it from in front.
+    base_yaw_deg: float = 0.0
+    #: Below this (per axis, after scaling) the puck counts as centred.
+    deadzone: float = 0.08
+    #: Full speed at this deflection (the puck rarely reaches 1.0 on every axis).
+    full_scale: float = 0.7
+    #: A deflection older than this (no HID report since) is not believed: the device streams
+    #: reports while displaced, so silence means it was unplugged or the reader stalled.
+    stale_s: float = 0.25
+    #: Holding the record button this long discards the episode instead of toggling it.
+    long_press_s: float = 1.0
+    gripper_button: int = 0  # LEFT on the SpaceMouse Wireless / Compact
+    record_button: int = 1  # RIGHT
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.deadzone < self.full_scale <= 1.0):
+            raise ValueError("need 0 <= deadzone < full_scale <= 1")
+        if not (self.stale_s > 0 and self.long_press_s > 0):
+            raise ValueError("stale_s and long_press_s must be positive")
+
+
+@dataclass
+class SpaceMouseSample:
+    """One decoded HID state: translation (3,), rotation (3,) [roll, pitch, yaw], buttons, and
+    when it arrived (the reader's monotonic clock)."""
+
+    translation: np.ndarray
+    rotation: np.ndarray
+    buttons: tuple[int, ...]
+    t: float
+
+
+class SpaceMouseMapper:
+    """SpaceMouse samples -> device input. The deadman is the puck itself: it springs back to the
+    centre when released, so motion needs a fresh deflection beyond the deadzone."""
+
+    def __init__(self, layout: SpaceMouseLayout | None = None):
+        self.layout = layout or SpaceMouseLayout()
+        yaw = np.radians(self.layout.base_yaw_deg)
+        c, s = np.cos(yaw), np.sin(yaw)
+        self._rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        self._prev: tuple[int, ...] = ()
+        self._record_down: float | None = None
+        self._discarded = False
+        self._last: SpaceMouseSample | None = None
+
+    def _shape(self, v: np.ndarray) -> np.ndarray:
+        lay = self.layout
+        v = np.asarray(v, dtype=np.float64)
+        mag = np.clip((np.abs(v) - lay.deadzone) / (lay.full_scale - lay.deadzone), 0.0, 1.0)
+        return np.sign(v) * mag
+
+    def update(self, samples: list[SpaceMouseSample], now: float) -> DeviceInput:
+        """``samples``: every report since the last call, oldest first (button presses between two
+        ticks are not lost); the newest one sets the twist, and no new one keeps the last."""
+        lay = self.layout
+        events: list[str] = []
+
+        def down(i: int, state: tuple[int, ...]) -> bool:
+            return i < len(state) and bool(state[i])
+
+        for sample in samples:
+            buttons = tuple(sample.buttons)
+            if down(lay.gripper_button, buttons) and not down(lay.gripper_button, self._prev):
+                events.append(GRIPPER_TOGGLE)
+            rec, was = down(lay.record_button, buttons), down(lay.record_button, self._prev)
+            if rec and not was:
+                self._record_down, self._discarded = sample.t, False
+            if not rec and was:
+                if not self._discarded:
+                    events.append(RECORD_TOGGLE)
+                self._record_down = None
+            self._prev = buttons
+            self._last = sample
+        if self._record_down is not None and not self._discarded and now - self._record_down >= lay.long_press_s:
+            events.append(DISCARD)  # fires while still held: the operator feels it happen
+            self._discarded = True
+        sample = self._last
+        if sample is None or now - sample.t > lay.stale_s:
+            return DeviceInput(events=events)
+        lin = self._rot @ self._shape(sample.translation)
+        ang = self._rot @ self._shape(sample.rotation)
+        deadman = bool(np.any(lin) or np.any(ang))
         return DeviceInput(lin, ang, deadman, events)

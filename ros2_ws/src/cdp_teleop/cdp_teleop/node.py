@@ -1,9 +1,10 @@
-"""``teleop_node``: keyboard / gamepad / scripted operator -> /teleop/command through the safety filter.
+"""``teleop_node``: keyboard / gamepad / SpaceMouse / scripted operator -> /teleop/command through the safety filter.
 
 Every tick (``rate_hz``) the device is polled, the TCP target advanced and IK-solved
 (:class:`TeleopCore`), and the joint target published as a one-point JointTrajectory on
 ``/teleop/command`` (stamped now): a heartbeat, so the filter holds the arm when this node stops.
-Episode keys publish ``/episode/event`` (JSON, see :mod:`cdp_teleop.events`) for the recorder.
+Episode keys publish ``/episode/event`` (JSON, see :mod:`cdp_teleop.events`) for the recorder;
+the gripper toggle calls the driver's ``/franka/gripper/move`` without waiting for its answer.
 
 ``device:=scripted`` runs ``episodes`` unattended demonstrations in simulation: reset the
 scene (``/sim/reset_episode``), home the arm to the fast path's start configuration for the
@@ -35,18 +36,22 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
+from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from .devices import DeviceError, PygameGamepad, TerminalKeyboard
+from .devices import DeviceError, PygameGamepad, SpaceMouse, TerminalKeyboard
 from .events import EPISODE_EVENT, EPISODE_EVENTS, FAILURE, START, STOP, SUCCESS, encode_event
 from .mapping import (
+    GRIPPER_TOGGLE,
     HALT,
     KEYBOARD_HELP,
     QUIT,
+    RECORD_TOGGLE,
     SPEED_DOWN,
     SPEED_UP,
     DeviceInput,
     GamepadLayout,
+    SpaceMouseLayout,
     TeleopConfig,
     TeleopCore,
 )
@@ -57,12 +62,16 @@ from .scripted import plan_scripted_demo
 class TeleopNodeConfig:
     """Node-only parameters (the core's are TeleopConfig's fields)."""
 
-    #: keyboard | gamepad | scripted | none (hold + events only)
+    #: keyboard | gamepad | spacemouse | scripted | none (hold + events only)
     device: str = "keyboard"
     task: str = "reach_precise"
     operator: str = "unknown"
     key_timeout_s: float = 0.25
     gamepad_index: int = 0
+    #: SpaceMouse: rotation of the device frame into the base frame (deg; 0: the operator looks
+    #: along the robot's +x), and how long a deflection is believed without a new HID report.
+    spacemouse_yaw_deg: float = 0.0
+    spacemouse_stale_s: float = 0.25
     #: Make this node the safety filter's active source at start (parameter service of ``safety_node``).
     select_source: bool = True
     safety_node: str = "safety_filter"
@@ -80,8 +89,8 @@ class TeleopNode(Node):
         self.config = declare_dataclass(self, TeleopConfig)
         self.node_config = declare_dataclass(self, TeleopNodeConfig)
         nc = self.node_config
-        if nc.device not in ("keyboard", "gamepad", "scripted", "none"):
-            raise ValueError(f"device:={nc.device!r}: expected keyboard, gamepad, scripted or none")
+        if nc.device not in ("keyboard", "gamepad", "spacemouse", "scripted", "none"):
+            raise ValueError(f"device:={nc.device!r}: expected keyboard, gamepad, spacemouse, scripted or none")
         self.core = TeleopCore(self.config)
         self.lock = threading.Lock()
         self.device: Any = None
@@ -92,7 +101,13 @@ class TeleopNode(Node):
         elif nc.device == "gamepad":
             self.device = PygameGamepad(GamepadLayout(), nc.gamepad_index)
             self.get_logger().info(f"gamepad: {self.device.name}")
+        elif nc.device == "spacemouse":
+            self.device = SpaceMouse(
+                SpaceMouseLayout(base_yaw_deg=nc.spacemouse_yaw_deg, stale_s=nc.spacemouse_stale_s)
+            )
+            self.get_logger().info(f"SpaceMouse: {self.device.name}")
         self.recording = False
+        self.gripper_open = True  # the hand starts open (homing opens it); the toggle flips this
         self.success = False
         self.object_pose: tuple[float, np.ndarray, np.ndarray] | None = None
         self.done = threading.Event()
@@ -109,8 +124,10 @@ class TeleopNode(Node):
         self.stack.guard = self._stop_if_quitting
         self.cmd_pub = self.create_publisher(JointTrajectory, names.TELEOP_COMMAND, 10)
         self.event_pub = self.create_publisher(String, EPISODE_EVENT, 10)
+        self.gripper_client = self.create_client(SetBool, names.GRIPPER_MOVE, callback_group=group)
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
         self._last_tick = time.monotonic()
+        self._device_error: str | None = None
         self.create_timer(1.0 / self.config.rate_hz, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._diagnose, callback_group=group)
         self.worker: threading.Thread | None = None
@@ -140,6 +157,10 @@ class TeleopNode(Node):
         dt = min(now_m - self._last_tick, 3.0 / self.config.rate_hz)  # a late tick must not jump the target
         self._last_tick = now_m
         inp = self.device.poll(self.now()) if self.device is not None else DeviceInput()
+        device_error = getattr(self.device, "error", None)
+        if device_error and device_error != self._device_error:
+            self.get_logger().error(f"{device_error}: no motion until the node is restarted with a working device")
+        self._device_error = device_error
         with self.lock:
             for ev in inp.events:
                 self._handle(ev)
@@ -155,8 +176,28 @@ class TeleopNode(Node):
             self.core.resync()
         elif ev == QUIT:
             self.done.set()
+        elif ev == RECORD_TOGGLE:
+            self.send_event(STOP if self.recording else START)
+        elif ev == GRIPPER_TOGGLE:
+            self.toggle_gripper()
         elif ev in EPISODE_EVENTS:
             self.send_event(ev)
+
+    def toggle_gripper(self) -> None:
+        """Open a closed hand, close an open one; the call is not awaited (the command stream
+        goes on while the hand moves) and its answer is logged."""
+        if not self.gripper_client.service_is_ready():
+            self._say(f"gripper: {names.GRIPPER_MOVE} is not available")
+            return
+        self.gripper_open = not self.gripper_open
+        want = "open" if self.gripper_open else "close"
+        future = self.gripper_client.call_async(SetBool.Request(data=self.gripper_open))
+
+        def done(f: Any) -> None:
+            res = f.result()
+            self._say(f"gripper {want}: {res.message if res is not None else 'no answer'}")
+
+        future.add_done_callback(done)
 
     def send_event(self, ev: str, **extra: Any) -> None:
         nc = self.node_config
@@ -177,7 +218,7 @@ class TeleopNode(Node):
 
     def _diagnose(self) -> None:
         c = self.core
-        level = diagnostics.OK if c.synced else diagnostics.WARN
+        level = diagnostics.OK if c.synced and not self._device_error else diagnostics.WARN
         self.diag_pub.publish(
             diagnostics.array(
                 self.now(),
@@ -190,6 +231,7 @@ class TeleopNode(Node):
                         "speed_scale": c.speed_scale,
                         "ik_refusals": c.ik_refusals,
                         "recording": self.recording,
+                        "device_error": self._device_error or "",
                     },
                 ),
             )
