@@ -192,7 +192,12 @@ class CameraNode(Node):
                 continue
             if frame is None:
                 continue
-            self._publish(frame)
+            try:
+                self._publish(frame)
+            except Exception:
+                if not rclpy.ok(context=self.context):
+                    return  # shutting down (Ctrl-C, the graph stopping): the frame has nowhere to go
+                raise
 
     def _publish(self, frame) -> None:
         c = self.config
