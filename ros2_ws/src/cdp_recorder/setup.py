@@ -19,6 +19,7 @@ setup(
             "recorder_node = cdp_recorder.node:main",
             "cdp-record-convert = cdp_recorder.convert:main",
             "cdp-record-replay = cdp_recorder.replay_node:main",
+            "cdp-record-plot = cdp_recorder.plot:main",
         ]
     },
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import os
 import random
 import signal
@@ -255,3 +256,20 @@ def test_sigkill_mid_episode_keeps_earlier_episodes_and_marks_the_partial(collec
     assert r.recovered[0].stat().st_size == partials[0].stat().st_size if partials[0].exists() else True
     assert not list(rec_dir.glob("*.mcap.partial")) and r.recovered[0].exists()
     assert len(_finished(rec_dir)) == len(before)
+
+
+def test_a_recorded_episode_plots_commanded_against_measured(collected):
+    from cdp_recorder.plot import episode_series, plot_episode
+
+    _, rec_dir, _ = collected
+    f = _finished(rec_dir)[0]
+    s = episode_series(read_episode(f))
+    assert len(s.measured_t) > 20 and len(s.commanded_t) > 20 and len(s.requested_t) > 5
+    assert {name for _, name in s.events} >= {"start"}
+    # the filter's commands end where the arm ends (it tracked them)
+    assert np.max(np.abs(s.commanded_q[-1] - s.measured_q[-1])) < 0.05
+    outputs = Path(__file__).resolve().parents[4] / "outputs"
+    outputs.mkdir(exist_ok=True)
+    shutil.copy(f, outputs / "recorded_episode.mcap")  # kept for a look after the run
+    out = plot_episode(f, outputs / "recorded_episode.png")
+    assert out.stat().st_size > 20_000
