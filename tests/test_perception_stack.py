@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "peg_insert" / "cdp_peg.onnx"
 #: The first episode is 100005: the bundled peg model inserts on it in the fast path (1.5 mm).
 FIRST_SEED = 100004
+LIVE_VIEW = ROOT / "outputs" / "test_perception_stack.rrd"
 
 
 class PoseProbe(EpisodeRunner):
@@ -74,9 +75,12 @@ def perception_stack():
             "model": str(MODEL),
             "task": "peg_insert",
             "object_plane_z": "0.06",
+            "live_view": "true",
+            "live_view_save": str(LIVE_VIEW),
         },
     )
     assert [s.name for s in specs][3:5] == ["camera_node", "perception_node"]
+    LIVE_VIEW.unlink(missing_ok=True)
     for spec in specs:
         if spec.name == "sim_robot":
             spec.overrides["first_seed"] = str(FIRST_SEED)
@@ -136,7 +140,10 @@ def test_dead_perception_leaves_the_arm_holding(perception_stack):
     time.sleep(1.5)  # the policy is driving the arm
     perception = next(n for n in graph.nodes if n.spec.name == "perception_node")
     os.killpg(perception.process.pid, signal.SIGKILL)
-    time.sleep(3.0)  # 0.5 s object-pose age limit, rest of the chunk, filter stale timeout, stop
+    # the policy's object-pose age limit as the graph configures it, then the rest of the chunk,
+    # the filter's stale timeout and the stop
+    policy = next(n for n in graph.nodes if n.spec.name == "policy_node")
+    time.sleep(float(policy.spec.parameters()["max_object_age_s"]) + 2.5)
     rows = []
     t_end = time.monotonic() + 1.5
     while time.monotonic() < t_end:
@@ -150,3 +157,33 @@ def test_dead_perception_leaves_the_arm_holding(perception_stack):
     assert np.max(np.ptp(np.array(rows), axis=0)) < 0.003, "arm still moving after perception died"
     assert graph.check() == ("perception_node", -signal.SIGKILL)  # a required node: cdp-graph stops the graph
     assert any("/perception/object_pose" in r for r in reasons), reasons
+
+
+def test_the_live_view_carried_every_item_of_the_episode(perception_stack):
+    """Rerun's own reader (``rerun rrd print``) lists what the live view logged during the episode."""
+    import subprocess
+    import sys
+
+    graph, _, log = perception_stack
+    view = next(n for n in graph.nodes if n.spec.name == "live_view")
+    if view.process.poll() is None:  # (the graph may have stopped it already: perception died above)
+        os.killpg(view.process.pid, signal.SIGINT)  # ends the recording (flushed on shutdown)
+    view.process.wait(timeout=20)
+    rerun = Path(sys.executable).with_name("rerun")
+    out = subprocess.run([str(rerun), "rrd", "print", str(LIVE_VIEW)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    listed = out.stdout
+    for entity, column in (
+        ("/world/tcp", "Points3D:positions"),  # robot state
+        ("/joints/measured/q1", "Scalars"),
+        ("/world/commanded", "Points3D:positions"),  # the commanded trajectory
+        ("/joints/commanded/q1", "Scalars"),
+        ("/world/chunk", "LineStrips3D"),  # the predicted chunk
+        ("/world/draws", "LineStrips3D"),  # ... its K draws
+        ("/policy/dispersion", "Scalars"),
+        ("/safety/interventions", "TextLog"),  # safety interventions
+        ("/camera/image", "Image"),  # the camera image
+        ("/world/object", "Transform3D"),  # the perceived object pose
+    ):
+        lines = [ln for ln in listed.splitlines() if f"- {entity} -" in ln]
+        assert lines and any(column in ln for ln in lines), f"{entity} ({column}) not in the live view"

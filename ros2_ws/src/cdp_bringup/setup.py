@@ -25,6 +25,8 @@ setup(
             "cdp-graph = cdp_bringup.launcher:main",
             "cdp-episodes = cdp_bringup.episodes_node:main",
             "cdp-sim-demo = cdp_bringup.demo:main",
+            "cdp-live-view = cdp_bringup.live_view_node:main",
+            "live_view = cdp_bringup.live_view_node:main",
         ]
     },
 )

@@ -22,13 +22,13 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 
 from cdp_ros_common import diagnostics, names
-from cdp_ros_common.conversions import chunk_to_msg, msg_to_pose, time_to_sec
+from cdp_ros_common.conversions import array_to_msg, chunk_to_msg, msg_to_pose, time_to_sec
 from cdp_ros_common.params import declare_dataclass
 from cdp_ros_common.spinning import spin
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64
+from std_msgs.msg import Float64, Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
@@ -82,6 +82,7 @@ class PolicyNode(Node):
         )
         reliable = QoSProfile(depth=10)
         self.chunk_pub = self.create_publisher(JointTrajectory, names.POLICY_CHUNK, reliable)
+        self.draws_pub = self.create_publisher(Float64MultiArray, names.POLICY_DRAWS, 10)
         self.scale_pub = self.create_publisher(Float64, names.SAFETY_SPEED_SCALE, reliable)
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, reliable)
         self.create_service(SetBool, names.POLICY_ENABLE, self._on_enable, callback_group=services)
@@ -142,6 +143,8 @@ class PolicyNode(Node):
                 self._current = decision_to_msg(decision)
                 self._current_end = float(decision.due_times[-1]) + decision.dt
                 self.chunk_pub.publish(self._current)
+            if decision.draws is not None:
+                self.draws_pub.publish(array_to_msg(decision.draws, ("draws", "steps", "joints")))
             self.scale_pub.publish(Float64(data=float(decision.speed_scale)))
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:

@@ -89,6 +89,8 @@ class ChunkDecision:
     obs_age_s: float
     missed_deadline: bool
     reason: str = ""  # non-empty when the chunk was refused (then it holds no actions)
+    #: Every draw's executed actions [K, n_action_steps, 7] (the dispersion's source; None when refused).
+    draws: np.ndarray | None = None
 
     @property
     def positions(self) -> np.ndarray:
@@ -317,7 +319,9 @@ class PolicyRunner:
         s.chunks += 1
         s.dropped_actions += first
         s.last_dispersion, s.last_speed_scale = disp, scale
-        return ChunkDecision(t_obs, dt, chunk, first, scale, disp, disp_max, latency, obs_age, missed)
+        return ChunkDecision(
+            t_obs, dt, chunk, first, scale, disp, disp_max, latency, obs_age, missed, draws=executed.astype(np.float64)
+        )
 
     def speed_scale_for(self, dispersion: float) -> float:
         """1 below the warn threshold, slow_scale above it, 0 (hold) above the hold threshold."""

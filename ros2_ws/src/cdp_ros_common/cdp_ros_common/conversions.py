@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import PoseStamped
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from .names import BASE_FRAME, JOINT_NAMES
@@ -109,3 +110,26 @@ def msg_to_pose(msg: PoseStamped) -> tuple[float, np.ndarray, np.ndarray]:
     """PoseStamped -> (stamp seconds, position (3,), quaternion x, y, z, w (4,))."""
     p, q = msg.pose.position, msg.pose.orientation
     return time_to_sec(msg.header.stamp), np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w])
+
+
+def array_to_msg(a: np.ndarray, labels: Sequence[str]) -> Float64MultiArray:
+    """An n-d array as std_msgs/Float64MultiArray (row-major, one labelled dimension per axis)."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    if len(labels) != a.ndim:
+        raise ValueError(f"{len(labels)} labels for a {a.ndim}-d array")
+    msg = Float64MultiArray()
+    stride = a.size
+    for label, size in zip(labels, a.shape, strict=True):
+        msg.layout.dim.append(MultiArrayDimension(label=label, size=int(size), stride=int(stride)))
+        stride //= max(int(size), 1)
+    msg.data = a.ravel().tolist()
+    return msg
+
+
+def msg_to_array(msg: Float64MultiArray) -> np.ndarray:
+    """The inverse of :func:`array_to_msg`; ValueError when the layout does not match the data."""
+    shape = tuple(int(d.size) for d in msg.layout.dim)
+    data = np.asarray(msg.data, dtype=np.float64)[int(msg.layout.data_offset) :]
+    if int(np.prod(shape)) != data.size:
+        raise ValueError(f"layout {shape} does not hold {data.size} values")
+    return data.reshape(shape)

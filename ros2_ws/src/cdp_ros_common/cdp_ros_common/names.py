@@ -14,6 +14,9 @@ OBJECT_POSE = "/perception/object_pose"
 #: Simulator ground truth when perception is in the loop (the simulated camera renders from it).
 SIM_OBJECT_POSE = "/sim/object_pose"
 POLICY_CHUNK = "/policy/action_chunk"
+#: std_msgs/Float64MultiArray, layout [draws, steps, joints]: every draw of the last chunk (the
+#: dispersion monitor's samples), for viewers; the arm executes draw 0 (POLICY_CHUNK).
+POLICY_DRAWS = "/policy/chunk_draws"
 TELEOP_COMMAND = "/teleop/command"
 SAFETY_COMMAND = "/safety/command"
 SAFETY_SPEED_SCALE = "/safety/speed_scale"
