@@ -29,6 +29,29 @@ from cdp_core.robot.kinematics import tcp_position
 TRAIL = 400  # measured TCP positions kept for the trail (about 3 s at the driver's state rate)
 
 
+def blueprint() -> Any:
+    """The default layout: the 3D scene large, the camera, the joints, the dispersion, the interventions."""
+    import rerun.blueprint as rrb
+
+    return rrb.Blueprint(
+        rrb.Horizontal(
+            rrb.Vertical(
+                rrb.Spatial3DView(name="scene (fr3_link0)", origin="world"),
+                rrb.TextLogView(name="safety interventions", origin="safety"),
+                row_shares=[3, 1],
+            ),
+            rrb.Vertical(
+                rrb.Spatial2DView(name="camera", origin="camera"),
+                rrb.TimeSeriesView(name="measured joints (rad)", origin="joints/measured"),
+                rrb.TimeSeriesView(name="commanded joints (rad)", origin="joints/commanded"),
+                rrb.TimeSeriesView(name="chunk dispersion (rad)", origin="policy"),
+            ),
+            column_shares=[3, 2],
+        ),
+        collapse_panels=True,
+    )
+
+
 class LiveView:
     """Logs what the stack does to one Rerun recording stream (``rr.RecordingStream``)."""
 
@@ -49,7 +72,7 @@ class LiveView:
         self._at(t, "joint_state")
         p = tcp_position(np.asarray(q, dtype=np.float64))
         self._trail.append(p)
-        self.rec.log("world/tcp", rr.Points3D([p], radii=0.008, colors=[[230, 230, 230]]))
+        self.rec.log("world/tcp", rr.Points3D([p], radii=0.004, colors=[[230, 230, 230]]))
         self.rec.log("world/tcp/trail", rr.LineStrips3D([np.array(self._trail)], colors=[[150, 150, 150]], radii=0.002))
         for i, v in enumerate(q):
             self.rec.log(f"joints/measured/q{i + 1}", rr.Scalars(float(v)))
@@ -58,7 +81,7 @@ class LiveView:
         rr = self.rr
         self._at(t, "command")
         self.rec.log(
-            "world/commanded", rr.Points3D([tcp_position(np.asarray(q, float))], radii=0.006, colors=[[60, 140, 255]])
+            "world/commanded", rr.Points3D([tcp_position(np.asarray(q, float))], radii=0.003, colors=[[60, 140, 255]])
         )
         for i, v in enumerate(q):
             self.rec.log(f"joints/commanded/q{i + 1}", rr.Scalars(float(v)))

@@ -25,7 +25,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
-from .live_view import LiveView
+from .live_view import LiveView, blueprint
 
 
 @dataclass
@@ -49,10 +49,10 @@ class LiveViewNode(Node):
         self.config = c = declare_dataclass(self, LiveViewConfig)
         rec = rr.RecordingStream("cdp_stack")
         if c.save:
-            rec.save(c.save)
+            rec.save(c.save, default_blueprint=blueprint())
             self.get_logger().info(f"live view: writing {c.save}")
         elif c.serve:
-            url = rr.serve_grpc(grpc_port=c.grpc_port, recording=rec)
+            url = rr.serve_grpc(grpc_port=c.grpc_port, recording=rec, default_blueprint=blueprint())
             rr.serve_web_viewer(web_port=c.web_port, open_browser=False, connect_to=url)
             self.get_logger().info(f"live view: http://localhost:{c.web_port}/?url={url}")
         else:
