@@ -36,6 +36,8 @@ def main() -> int:
     p.add_argument("--grpc-port", type=int, default=9876)
     p.add_argument("--wait", type=float, default=30.0, help="seconds the viewer streams before the shot")
     p.add_argument("--size", default="1600x1000")
+    p.add_argument("--shots", type=int, default=1, help="take this many shots (OUT_1.png, ...) ...")
+    p.add_argument("--every", type=float, default=10.0, help="... this many seconds apart")
     args = p.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     data = f"rerun+http://127.0.0.1:{args.grpc_port}/proxy"
@@ -45,9 +47,14 @@ def main() -> int:
         page = browser.new_page(viewport={"width": w, "height": h})
         page.goto(url)
         time.sleep(args.wait)
-        page.screenshot(path=args.out, timeout=120_000)  # software WebGL on a busy machine is slow
+        stem = args.out.removesuffix(".png")
+        for i in range(args.shots):
+            out = args.out if args.shots == 1 else f"{stem}_{i + 1}.png"
+            page.screenshot(path=out, timeout=120_000)  # software WebGL on a busy machine is slow
+            print(f"{time.strftime('%H:%M:%S')} wrote {out} ({url})", flush=True)
+            if i + 1 < args.shots:
+                time.sleep(args.every)
         browser.close()
-    print(f"wrote {args.out} ({url})")
     return 0
 
 

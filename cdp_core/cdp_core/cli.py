@@ -210,18 +210,23 @@ def _cmd_demos(args: argparse.Namespace) -> int:
     from .sim.scripted import DemoStyle
 
     get_task(args.task)  # unknown task: clear error before the simulator starts
+    from .sim.cameras import cameras_by_name
+
     try:
         style = DemoStyle(tuple(args.strategies), args.miss_prob, args.transit_noise)
+        cameras = cameras_by_name(args.cameras, (args.image_size, args.image_size)) if args.cameras else ()
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    summary = generate_demos(args.task, args.out, args.episodes, args.seed, action_space=args.action_space, style=style)
+    summary = generate_demos(
+        args.task, args.out, args.episodes, args.seed, action_space=args.action_space, style=style, cameras=cameras
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     if args.video:
-        from .sim.video import use_offscreen_gl
+        from .sim.cameras import use_offscreen_gl
 
         use_offscreen_gl()  # before anything imports MuJoCo
     from .sim import get_task
@@ -474,6 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--miss-prob", type=float, default=0.15, help="probability of a miss-and-recover per demo")
     s.add_argument("--transit-noise", type=float, default=0.002, help="command noise in transit (rad, std)")
+    s.add_argument(
+        "--cameras", nargs="*", default=[], help="also record these cameras' frames (agentview) for image policies"
+    )
+    s.add_argument("--image-size", type=int, default=96, help="square frame size of --cameras (pixels)")
     s.set_defaults(fn=_cmd_demos)
 
     v = sub.add_parser("eval", help="closed-loop evaluation of an exported model on a simulated FR3 task")

@@ -45,6 +45,9 @@ class DataConfig:
     #: (``joint_pos`` for joint-position actions, ``ee_pos`` for the position part of TCP-pose
     #: actions). The exported graph adds the state back, so every consumer gets absolute actions.
     action_representation: str = "absolute"
+    #: Cameras whose frames the policy sees (an image / visuomotor policy); empty: low-dim only.
+    #: The dataset must hold them (``cdp demos --cameras agentview``), all at one frame size.
+    cameras: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -75,6 +78,15 @@ class ModelConfig:
     time_embed_dim: int = 64
     obs_encoder: str = "mlp"  # "mlp" or "identity"
     obs_feature_dim: int = 64
+    #: Image encoder, one per camera (data.cameras): "cnn" (small, for CPU training and CI) or
+    #: "resnet18" (Diffusion Policy's: ResNet-18 with GroupNorm); both end in a spatial softmax.
+    image_encoder: str = "cnn"
+    image_feature_dim: int = 64
+    #: Random crop while training, centre crop at inference, to this fraction of the frame side.
+    image_crop: float = 0.9
+    #: A local weights file (``torch.save`` state dict) for the image encoders' backbone; loaded
+    #: when the policy is built for training (no download: train from scratch otherwise).
+    image_weights: str = ""
 
 
 @dataclass
@@ -176,6 +188,11 @@ class Config:
         _choice("diffusion.prediction", self.diffusion.prediction, ("epsilon", "sample"))
         _choice("model.denoiser", m.denoiser, ("unet", "mlp"))
         _choice("model.obs_encoder", m.obs_encoder, ("mlp", "identity"))
+        _choice("model.image_encoder", m.image_encoder, ("cnn", "resnet18"))
+        if not 0.5 <= m.image_crop <= 1.0:
+            raise ConfigError(f"model.image_crop must be in [0.5, 1], got {m.image_crop}")
+        if len(set(d.cameras)) != len(d.cameras):
+            raise ConfigError(f"data.cameras {d.cameras} names a camera twice")
         _choice("contraction.form", c.form, ("hinge", "frobenius"))
         _choice("contraction.estimator", c.estimator, ("lanczos", "power"))
         for name, value in (

@@ -23,6 +23,8 @@ class StackCapabilities:
     obs_dims: Mapping[str, int] = field(default_factory=dict)
     action_spaces: tuple[str, ...] = ("joint_position",)
     action_dim: int = 7
+    #: Cameras it can deliver frames of, with their frame size (H, W); image policies need theirs.
+    cameras: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     #: Who this is (for messages): "policy node", "fast path", ...
     name: str = "the stack"
 
@@ -47,6 +49,15 @@ def deployment_problems(meta: Mapping[str, Any], capabilities: StackCapabilities
     ]
     if wrong:
         problems.append(f"observation sizes differ: {', '.join(wrong)}")
+    cams = list(meta.get("cameras") or [])
+    absent = [c for c in cams if c not in cap.cameras]
+    if absent:
+        has = sorted(cap.cameras) or "no camera frames"
+        problems.append(f"model sees cameras {absent}, which {cap.name} does not deliver (it has {has})")
+    size = tuple(meta.get("image_size") or ())
+    odd = [f"{c} ({list(cap.cameras[c])})" for c in cams if c in cap.cameras and tuple(cap.cameras[c]) != size]
+    if odd:
+        problems.append(f"model takes {list(size)} frames; {cap.name} delivers {', '.join(odd)}")
     if meta.get("action_dim") != cap.action_dim:
         problems.append(f"model has action_dim {meta.get('action_dim')}, {cap.name} sends {cap.action_dim}")
     space = meta.get("action_space", "joint_position")

@@ -1,7 +1,9 @@
 """ONNX export of the whole fixed-step sampler (normalisation included) with a metadata contract.
 
 The graph: ``obs`` float32 [B, n_obs_steps, obs_dim], ``noise`` float32 [B, horizon, action_dim]
--> ``actions`` float32 [B, horizon, action_dim] in the dataset's units. The metadata (JSON,
+(and, for an image policy, ``images`` uint8 [B, n_obs_steps, cameras, H, W, 3], RGB as the
+cameras deliver it; crop and normalisation are inside the graph) -> ``actions`` float32
+[B, horizon, action_dim] in the dataset's units. The metadata (JSON,
 stored in the ONNX ``metadata_props`` under ``cdp_metadata`` and in a sidecar ``.json``)
 is what a consumer checks before it trusts the model: see :mod:`cdp_core.runtime`.
 """
@@ -34,10 +36,22 @@ def build_metadata(
 ) -> dict[str, Any]:
     """The contract a consumer (policy node, evaluator) checks before running the model."""
     s = policy.shape
+    inputs: dict[str, list[Any]] = {
+        "obs": ["batch", s.n_obs_steps, s.obs_dim],
+        "noise": ["batch", s.horizon, s.action_dim],
+    }
+    if s.cameras:
+        inputs["images"] = ["batch", s.n_obs_steps, len(s.cameras), *s.image_size, 3]
+    enc = policy.image_encoder
     return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
-        "inputs": {"obs": ["batch", s.n_obs_steps, s.obs_dim], "noise": ["batch", s.horizon, s.action_dim]},
+        "inputs": inputs,
+        # Image policies: the camera names in the order of ``images``' camera axis, the frame
+        # size (H, W) the graph takes (uint8 RGB), and the centre crop it applies.
+        "cameras": list(s.cameras),
+        "image_size": list(s.image_size) if s.cameras else None,
+        "image_crop": list(enc.crop_hw) if enc is not None else None,
         "outputs": {"actions": ["batch", s.horizon, s.action_dim]},
         "obs_keys": list(ckpt["obs_keys"]),
         "obs_dims": {k: int(v) for k, v in ckpt["obs_dims"].items()},
@@ -92,6 +106,11 @@ def export_onnx(
     s = policy.shape
     obs = torch.zeros(2, s.n_obs_steps, s.obs_dim)
     noise = torch.zeros(2, s.horizon, s.action_dim)
+    args: tuple[torch.Tensor, ...] = (obs, noise)
+    names = ["obs", "noise"]
+    if s.cameras:
+        args += (torch.zeros(2, s.n_obs_steps, len(s.cameras), *s.image_size, 3, dtype=torch.uint8),)
+        names.append("images")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
@@ -102,10 +121,10 @@ def export_onnx(
             logging.getLogger(name).setLevel(logging.ERROR)
         program = torch.onnx.export(
             module,
-            (obs, noise),
-            input_names=["obs", "noise"],
+            args,
+            input_names=names,
             output_names=["actions"],
-            dynamic_shapes={"obs": {0: batch}, "noise": {0: batch}},
+            dynamic_shapes={n: {0: batch} for n in names},
             opset_version=OPSET,
             dynamo=True,
             verbose=False,

@@ -14,7 +14,7 @@ from torch import nn
 
 from .config import Config
 from .contraction import contraction_loss
-from .models import ConditionalUnet1D, ResidualMLPDenoiser, build_obs_encoder
+from .models import ConditionalUnet1D, ImageObsEncoder, ResidualMLPDenoiser, build_obs_encoder
 from .normalizer import GaussianNormalizer, RangeNormalizer
 from .schedule import make_schedule
 
@@ -28,6 +28,13 @@ class PolicyShape:
     n_obs_steps: int
     horizon: int
     n_action_steps: int
+    #: Image policies: the cameras seen, in ``images``' camera order, and their frame size (H, W).
+    cameras: tuple[str, ...] = ()
+    image_size: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:  # checkpoints store lists (JSON-like); the contract is tuples
+        object.__setattr__(self, "cameras", tuple(self.cameras))
+        object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
 
 
 class DiffusionPolicy(nn.Module):
@@ -47,11 +54,18 @@ class DiffusionPolicy(nn.Module):
             self.register_buffer("action_ref_index", torch.full((shape.action_dim,), -1, dtype=torch.long))
         self.obs_encoder = build_obs_encoder(cfg.model, shape.n_obs_steps, shape.obs_dim)
         m = cfg.model
+        cond_dim = self.obs_encoder.out_dim
+        self.image_encoder: ImageObsEncoder | None = None
+        if shape.cameras:
+            self.image_encoder = ImageObsEncoder(
+                list(shape.cameras), shape.image_size, m.image_encoder, m.image_feature_dim, m.image_crop
+            )
+            cond_dim += self.image_encoder.out_dim(shape.n_obs_steps)
         if m.denoiser == "unet":
             self.denoiser: nn.Module = ConditionalUnet1D(
                 shape.horizon,
                 shape.action_dim,
-                self.obs_encoder.out_dim,
+                cond_dim,
                 m.unet_dims,
                 m.unet_kernel_size,
                 m.unet_groups,
@@ -59,7 +73,7 @@ class DiffusionPolicy(nn.Module):
             )
         elif m.denoiser == "mlp":
             self.denoiser = ResidualMLPDenoiser(
-                shape.horizon, shape.action_dim, self.obs_encoder.out_dim, m.mlp_hidden, m.mlp_blocks, m.time_embed_dim
+                shape.horizon, shape.action_dim, cond_dim, m.mlp_hidden, m.mlp_blocks, m.time_embed_dim
             )
         else:
             raise ValueError(f"unknown denoiser {m.denoiser!r} (known: unet, mlp)")
@@ -91,9 +105,15 @@ class DiffusionPolicy(nn.Module):
         return x + self._action_reference(obs) if self.relative else x
 
     # --- network in normalised space -------------------------------------------------
-    def encode_obs(self, obs: torch.Tensor) -> torch.Tensor:
-        """Raw observations ``[B, n_obs_steps, obs_dim]`` -> conditioning feature ``[B, F]``."""
-        return self.obs_encoder(self.obs_normalizer.normalize(obs))
+    def encode_obs(self, obs: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw observations ``[B, n_obs_steps, obs_dim]`` (+ uint8 ``images [B, To, C, H, W, 3]``
+        for an image policy) -> conditioning feature ``[B, F]``."""
+        cond = self.obs_encoder(self.obs_normalizer.normalize(obs))
+        if self.image_encoder is None:
+            return cond
+        if images is None:
+            raise ValueError(f"this is an image policy (cameras {list(self.shape.cameras)}): pass images")
+        return torch.cat([cond, self.image_encoder(images)], dim=-1)
 
     def predict_eps_x0(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The network's prediction at noisy ``x`` and time ``t [B]``, as (eps, x0) in normalised units."""
@@ -114,7 +134,9 @@ class DiffusionPolicy(nn.Module):
         hi = self.schedule.t_max * upper_fraction
         return self.t_min + (hi - self.t_min) * torch.rand(n, device=device)
 
-    def compute_loss(self, obs: torch.Tensor, action: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
+    def compute_loss(
+        self, obs: torch.Tensor, action: torch.Tensor, step: int = 0, images: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Denoising loss (+ gamma * contraction loss) for a batch of raw-unit windows.
 
         The contraction term runs on steps divisible by ``contraction.every``, weighted by
@@ -123,7 +145,7 @@ class DiffusionPolicy(nn.Module):
         Returns a dict with ``loss`` (to back-propagate), ``diffusion_loss`` and, when
         gamma > 0, ``contraction_loss`` and ``lambda_max`` (mean estimate over the subset).
         """
-        cond = self.encode_obs(obs)
+        cond = self.encode_obs(obs, images)
         x0 = self.action_normalizer.normalize(self.to_model_actions(action, obs))
         b = x0.shape[0]
         t = self.sample_times(b, 1.0, x0.device)
@@ -152,6 +174,8 @@ class DiffusionPolicy(nn.Module):
         xt = self.schedule.alpha(t).view(-1, 1, 1) * x0 + self.schedule.sigma(t).view(-1, 1, 1) * torch.randn_like(x0)
         return contraction_loss(lambda z: self.normalized_sampling_drift(z, t, cond), xt, c)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
+    def forward(
+        self, obs: torch.Tensor, action: torch.Tensor, step: int = 0, images: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Training entry point (DDP synchronises gradients of what ``forward`` computes)."""
-        return self.compute_loss(obs, action, step)
+        return self.compute_loss(obs, action, step, images)

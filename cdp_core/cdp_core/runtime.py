@@ -54,7 +54,10 @@ def preferred_providers(available: list[str], preference: tuple[str, ...] | list
 
 
 class OnnxPolicy:
-    """An exported fixed-step sampler: ``__call__(obs [B, To, obs_dim], noise=None) -> actions [B, H, A]``."""
+    """An exported fixed-step sampler: ``__call__(obs [B, To, obs_dim], noise=None, images=None) -> actions [B, H, A]``.
+
+    An image policy (metadata ``cameras``) also takes ``images`` uint8 ``[B, To, cameras, H, W, 3]``.
+    """
 
     def __init__(
         self,
@@ -86,6 +89,10 @@ class OnnxPolicy:
         m = self.metadata
         self.noise_shape = (m["horizon"], m["action_dim"])
         self.obs_shape = (m["n_obs_steps"], m["obs_dim"])
+        self.cameras: list[str] = list(m.get("cameras") or [])
+        self.images_shape: tuple[int, ...] | None = (
+            (m["n_obs_steps"], len(self.cameras), *m["image_size"], 3) if self.cameras else None
+        )
         self.providers = self.session.get_providers()
         self.rng = np.random.default_rng(seed)
 
@@ -117,7 +124,9 @@ class OnnxPolicy:
         meta.setdefault("action_space", "joint_position")  # exports from before the option had joint targets only
         return meta
 
-    def __call__(self, obs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self, obs: np.ndarray, noise: np.ndarray | None = None, images: np.ndarray | None = None
+    ) -> np.ndarray:
         obs = np.ascontiguousarray(obs, dtype=np.float32)
         if obs.ndim != 3 or obs.shape[1:] != self.obs_shape:
             raise ValueError(f"obs must have shape [B, {self.obs_shape[0]}, {self.obs_shape[1]}], got {obs.shape}")
@@ -131,7 +140,18 @@ class OnnxPolicy:
                 f"noise must have shape [{obs.shape[0]}, {self.noise_shape[0]}, {self.noise_shape[1]}], "
                 f"got {noise.shape}"
             )
-        return self.session.run(["actions"], {"obs": obs, "noise": noise})[0]
+        feeds = {"obs": obs, "noise": noise}
+        if self.images_shape is not None:
+            if images is None:
+                raise ValueError(f"this is an image policy (cameras {self.cameras}): pass images")
+            expect = (obs.shape[0], *self.images_shape)
+            if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != expect:
+                got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+                raise ValueError(f"images must be uint8 {list(expect)} (cameras {self.cameras}, RGB), got {got}")
+            feeds["images"] = np.ascontiguousarray(images)
+        elif images is not None:
+            raise ValueError("this model takes no images (it has no cameras)")
+        return self.session.run(["actions"], feeds)[0]
 
 
 def check_contract(meta: dict[str, Any], expect: dict[str, Any], where: str = "model") -> None:

@@ -86,8 +86,8 @@ class FixedStepSampler(nn.Module):
         eps, _ = self._model(x, i, cond)
         return self.f[i] * x + self.h[i] * eps
 
-    def forward(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        cond = self.policy.encode_obs(obs)
+    def forward(self, obs: torch.Tensor, noise: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
+        cond = self.policy.encode_obs(obs, images)
         x = noise * self.sigma[0]  # sigma(t_max) ~ 1; scaled so the start is exactly the prior
         prev_x0 = None
         for i in range(self.steps):
@@ -137,9 +137,10 @@ def sample_actions(
     steps: int = 10,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    images: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sample action chunks for raw observations ``[B, To, obs_dim]`` (PyTorch path)."""
+    """Sample action chunks for raw observations ``[B, To, obs_dim]`` (+ uint8 images; PyTorch path)."""
     shape = (obs.shape[0], policy.shape.horizon, policy.shape.action_dim)
     if noise is None:
         noise = torch.randn(shape, generator=generator, device=obs.device, dtype=obs.dtype)
-    return FixedStepSampler(policy, sampler, steps)(obs, noise)
+    return FixedStepSampler(policy, sampler, steps)(obs, noise, images)

@@ -122,9 +122,19 @@ def build_policy_from_data(cfg: Config) -> tuple[DiffusionPolicy, WindowDataset,
         ds.episodes = ds.episodes[:-held][: cfg.data.max_episodes or None]
     obs_keys = cfg.data.obs_keys or sorted(ds.obs_dims)
     d = cfg.data
-    windows = WindowDataset(ds, obs_keys, d.n_obs_steps, d.horizon, d.n_action_steps)
-    shape = PolicyShape(windows.obs_dim, windows.action_dim, d.n_obs_steps, d.horizon, d.n_action_steps)
+    windows = WindowDataset(ds, obs_keys, d.n_obs_steps, d.horizon, d.n_action_steps, d.cameras)
+    shape = PolicyShape(
+        windows.obs_dim,
+        windows.action_dim,
+        d.n_obs_steps,
+        d.horizon,
+        d.n_action_steps,
+        tuple(d.cameras),
+        windows.image_size,
+    )
     policy = DiffusionPolicy(cfg, shape)
+    if policy.image_encoder is not None and cfg.model.image_weights:
+        policy.image_encoder.load_backbone_weights(cfg.model.image_weights)
     policy.obs_normalizer.fit(windows.flat_obs)
     if policy.relative:
         policy.set_action_reference(
@@ -265,7 +275,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> dict[str, A
         for step in range(start, t.steps):
             idx = stream.indices(step)
             obs, action = windows.obs[idx].to(device), windows.action[idx].to(device)
-            result = model(obs, action, step)
+            images = windows.images(idx)
+            result = model(obs, action, step, None if images is None else images.to(device))
             opt.zero_grad(set_to_none=True)
             result["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), t.grad_clip)

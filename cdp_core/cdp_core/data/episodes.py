@@ -5,10 +5,16 @@ On disk (``format: episodes``)::
     dataset/
       meta.json                       {"format": "cdp-episodes", "version": 1, "obs": {key: dim}, "action_dim": A,
                                        "action_names": [...], "rate_hz": ..., ...}
-      episodes/episode_000000.npz     obs/<key> [T, dim], action [T, A], optional timestamp [T]
+      episodes/episode_000000.npz     obs/<key> [T, dim], action [T, A], optional timestamp [T],
+                                      optional image/<camera> uint8 [T, H, W, 3] (meta.json "cameras": {name: [H, W]})
 
 One file per episode, written to a temporary name and renamed into place, so a crash
 while recording loses at most the episode being written and never corrupts a finished one.
+
+Camera frames live in the same file, uint8 and losslessly deflated (``np.savez_compressed``):
+the episode stays the one unit that is written atomically, a policy trains on the exact pixels
+it was shown, and at 96x96 a frame takes a few kB. Video (lossy, for sharing) is what the
+LeRobot export is for.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class Episode:
     action: np.ndarray
     timestamp: np.ndarray | None = None
     name: str = ""
+    #: Camera frames by camera name, uint8 ``[T, H, W, 3]`` RGB (empty: a low-dim episode).
+    images: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
@@ -50,6 +58,8 @@ class EpisodeDataset:
     obs_dims: dict[str, int]
     action_dim: int
     meta: dict[str, Any] = field(default_factory=dict)
+    #: ``{camera: (H, W)}`` of the episodes' frames (empty: no images).
+    image_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def num_steps(self) -> int:
@@ -83,12 +93,31 @@ def validate_episodes(episodes: list[Episode], source: str) -> tuple[dict[str, i
                 raise DatasetError(f"{where}: observation {key!r} has shape {arr.shape}, expected [T, {obs_dims[key]}]")
             if arr.shape[0] != n:
                 raise DatasetError(f"{where}: observation {key!r} has {arr.shape[0]} steps but 'action' has {n}")
+        validate_images(ep, n, image_shapes_of(ref), where)
         for key, arr in [*((f"obs/{k}", v) for k, v in ep.obs.items()), ("action", ep.action)]:
             bad = ~np.isfinite(arr)
             if bad.any():
                 step = int(np.argwhere(bad)[0][0])
                 raise DatasetError(f"{where}: {key} holds NaN or inf (first at step {step})")
     return obs_dims, action_dim
+
+
+def image_shapes_of(ep: Episode) -> dict[str, tuple[int, int]]:
+    """``{camera: (H, W)}`` of one episode's frames."""
+    return {k: (int(v.shape[1]), int(v.shape[2])) for k, v in ep.images.items() if v.ndim == 4}
+
+
+def validate_images(ep: Episode, n: int, shapes: dict[str, tuple[int, int]], where: str) -> None:
+    """Every episode has the same cameras at the same size, uint8 ``[T, H, W, 3]`` with one frame per step."""
+    if set(ep.images) != set(shapes):
+        raise DatasetError(f"{where}: cameras {sorted(ep.images)} differ from {sorted(shapes)}")
+    for cam, frames in ep.images.items():
+        h, w = shapes[cam]
+        if frames.dtype != np.uint8 or frames.shape != (n, h, w, 3):
+            raise DatasetError(
+                f"{where}: image/{cam} is {frames.dtype} {frames.shape}, expected uint8 [{n}, {h}, {w}, 3] "
+                "(one RGB frame per step)"
+            )
 
 
 def write_dataset_meta(root: str | Path, obs_dims: dict[str, int], action_dim: int, **extra: Any) -> None:
@@ -105,11 +134,14 @@ def write_episode(root: str | Path, index: int, episode: Episode) -> Path:
     arrays["action"] = np.asarray(episode.action, dtype=np.float32)
     if episode.timestamp is not None:
         arrays["timestamp"] = np.asarray(episode.timestamp, dtype=np.float64)
+    for cam, frames in episode.images.items():
+        arrays[f"image/{cam}"] = np.asarray(frames, dtype=np.uint8)
     path = Path(root) / "episodes" / f"episode_{index:06d}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".npz.tmp")
+    save = np.savez_compressed if episode.images else np.savez
     with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)  # type: ignore[arg-type]  # the stub takes **kwds for its bool flag
+        save(fh, **arrays)  # type: ignore[arg-type]  # the stub takes **kwds for its bool flag
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -152,6 +184,7 @@ def _load_episode_dir(root: Path) -> EpisodeDataset:
                         action=z["action"],
                         timestamp=z["timestamp"] if "timestamp" in z.files else None,
                         name=f.name,
+                        images={k[6:]: z[k] for k in z.files if k.startswith("image/")},
                     )
                 )
         except Exception as exc:  # zipfile/pickle/key errors all mean the same to the user
@@ -162,7 +195,11 @@ def _load_episode_dir(root: Path) -> EpisodeDataset:
         raise DatasetError(f"{root}: episodes have observations {obs_dims} but meta.json declares {declared}")
     if "action_dim" in meta and int(meta["action_dim"]) != action_dim:
         raise DatasetError(f"{root}: episodes have action_dim {action_dim} but meta.json declares {meta['action_dim']}")
-    return EpisodeDataset(episodes, obs_dims, action_dim, meta)
+    shapes = image_shapes_of(episodes[0])
+    declared_cams = {k: tuple(int(x) for x in v) for k, v in meta.get("cameras", {}).items()}
+    if declared_cams != shapes:
+        raise DatasetError(f"{root}: episodes have cameras {shapes} but meta.json declares {declared_cams}")
+    return EpisodeDataset(episodes, obs_dims, action_dim, meta, shapes)
 
 
 def load_episodes(path: str | Path, fmt: str = "episodes", max_episodes: int = 0) -> EpisodeDataset:

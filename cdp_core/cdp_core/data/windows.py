@@ -17,19 +17,39 @@ from .episodes import DatasetError, EpisodeDataset
 
 
 class WindowDataset:
-    """All windows of a dataset as in-memory tensors: ``obs [N, To, obs_dim]``, ``action [N, H, A]``."""
+    """All windows of a dataset as in-memory tensors: ``obs [N, To, obs_dim]``, ``action [N, H, A]``.
+
+    With ``cameras``, the frames are kept once (``frames [F, cameras, H, W, 3]`` uint8) and each
+    window indexes its observed steps (``frame_index [N, To]``): :meth:`images` gathers a batch's
+    ``[B, To, cameras, H, W, 3]`` without copying every frame into every window.
+    """
 
     def __init__(
-        self, dataset: EpisodeDataset, obs_keys: list[str], n_obs_steps: int, horizon: int, n_action_steps: int
+        self,
+        dataset: EpisodeDataset,
+        obs_keys: list[str],
+        n_obs_steps: int,
+        horizon: int,
+        n_action_steps: int,
+        cameras: list[str] | None = None,
     ):
         missing = [k for k in obs_keys if k not in dataset.obs_dims]
         if missing:
             raise DatasetError(f"observation keys {missing} not in dataset (it has {sorted(dataset.obs_dims)})")
+        self.cameras = list(cameras or [])
+        absent = [c for c in self.cameras if c not in dataset.image_shapes]
+        if absent:
+            raise DatasetError(f"cameras {absent} not in dataset (it has {sorted(dataset.image_shapes) or 'none'})")
+        sizes = {dataset.image_shapes[c] for c in self.cameras}
+        if len(sizes) > 1:
+            raise DatasetError(f"cameras {self.cameras} have different frame sizes {sorted(sizes)}: use one size")
+        self.image_size: tuple[int, int] = sizes.pop() if sizes else (0, 0)
         self.obs_keys = list(obs_keys)
         self.obs_dims = {k: dataset.obs_dims[k] for k in obs_keys}
         self.n_obs_steps, self.horizon, self.n_action_steps = n_obs_steps, horizon, n_action_steps
-        obs_windows, act_windows = [], []
+        obs_windows, act_windows, frame_windows, frames = [], [], [], []
         pad_before, pad_after = n_obs_steps - 1, n_action_steps - 1
+        offset = 0
         for ep in dataset.episodes:
             obs = np.concatenate([ep.obs[k] for k in obs_keys], axis=1).astype(np.float32)
             act = ep.action.astype(np.float32)
@@ -40,11 +60,23 @@ class WindowDataset:
             idx = np.clip(starts[:, None] + np.arange(horizon)[None, :], 0, n - 1)
             obs_windows.append(obs[idx[:, :n_obs_steps]])
             act_windows.append(act[idx])
+            if self.cameras:
+                frame_windows.append(idx[:, :n_obs_steps] + offset)
+                frames.append(np.stack([ep.images[c] for c in self.cameras], axis=1))
+                offset += n
         self.obs = torch.from_numpy(np.concatenate(obs_windows))
         self.action = torch.from_numpy(np.concatenate(act_windows))
+        self.frames = torch.from_numpy(np.concatenate(frames)) if frames else None
+        self.frame_index = torch.from_numpy(np.concatenate(frame_windows)) if frame_windows else None
         # Normaliser statistics come from the episode steps themselves, not the padded windows.
         self.flat_obs = np.concatenate([np.concatenate([e.obs[k] for k in obs_keys], 1) for e in dataset.episodes])
         self.flat_action = np.concatenate([e.action for e in dataset.episodes])
+
+    def images(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """uint8 ``[B, To, cameras, H, W, 3]`` for windows ``idx`` (None without cameras)."""
+        if self.frames is None or self.frame_index is None:
+            return None
+        return self.frames[self.frame_index[idx]]
 
     @property
     def obs_dim(self) -> int:

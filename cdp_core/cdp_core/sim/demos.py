@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 
 from ..data.episodes import write_dataset_meta, write_episode
 from .actions import JOINT_POSITION, action_names
+from .cameras import CameraConfig, camera_shapes
 from .env import FR3TaskEnv
 from .scripted import DemoStyle, run_demonstration
 
@@ -20,14 +21,16 @@ def generate_demos(
     progress: bool = True,
     action_space: str = JOINT_POSITION,
     style: DemoStyle = DemoStyle(),
+    cameras: tuple[CameraConfig, ...] = (),
 ) -> dict:
     """Record ``episodes`` successful demonstrations (failed attempts are discarded and counted).
 
     ``action_space`` picks the recorded actions (joint targets or TCP poses); the motions are
     the same for the same ``seed`` either way. ``style``: strategies, misses and transit noise
-    of the scripted operator (stored in the dataset's meta.json).
+    of the scripted operator (stored in the dataset's meta.json). ``cameras``: also record each
+    step's rendered frames (the same motions: rendering does not touch the physics).
     """
-    env = FR3TaskEnv(task, action_space=action_space)
+    env = FR3TaskEnv(task, action_space=action_space, cameras=cameras)
     spec = env.spec
     root = Path(out)
     write_dataset_meta(
@@ -45,6 +48,7 @@ def generate_demos(
             "miss_prob": style.miss_prob,
             "transit_noise": style.transit_noise,
         },
+        **({"cameras": camera_shapes(cameras)} if cameras else {}),
     )
     kept, attempts = 0, 0
     bar = tqdm(total=episodes, desc=f"demos {task}", unit="ep", disable=not progress, mininterval=2.0)

@@ -16,6 +16,7 @@ import numpy as np
 from ..robot.kinematics import forward_kinematics, tcp_pose
 from ..robot.rotations import TOOL_DOWN, matrix_to_quat
 from .actions import JOINT_POSITION, ActionExecutor
+from .cameras import CameraConfig
 from .tasks import HOME_Q, JOINT_NAMES, Task, get_task
 
 PHYSICS_DT = 0.001
@@ -72,7 +73,17 @@ def tip_position(q: np.ndarray, tip_offset: float) -> np.ndarray:
 class FR3TaskEnv:
     """One simulated FR3 with one task; ``reset(seed)`` then ``step(action)`` until ``done``."""
 
-    def __init__(self, task: Task | str, home_jitter: float = 0.05, action_space: str = JOINT_POSITION):
+    def __init__(
+        self,
+        task: Task | str,
+        home_jitter: float = 0.05,
+        action_space: str = JOINT_POSITION,
+        cameras: tuple[CameraConfig, ...] = (),
+    ):
+        if cameras:
+            from .cameras import use_offscreen_gl
+
+            use_offscreen_gl()  # before MuJoCo's first import picks a GL backend
         import mujoco
 
         self.task = get_task(task) if isinstance(task, str) else task
@@ -94,6 +105,12 @@ class FR3TaskEnv:
         self.substeps = int(round(1.0 / (self.spec.control_hz * PHYSICS_DT)))
         self.params: dict[str, Any] = {}
         self.time = 0.0
+        self.cameras = tuple(cameras)
+        self._renderer: Any = None
+        if self.cameras:
+            from .cameras import CameraRenderer
+
+            self._renderer = CameraRenderer(self.model, self.cameras)
 
     @property
     def success(self) -> bool:
@@ -122,6 +139,10 @@ class FR3TaskEnv:
             **self.task.task_observation(self.params),
             "gripper_width": np.array([self.robot.hand_width]),
         }
+
+    def render(self) -> dict[str, np.ndarray]:
+        """The scene now, through each of ``cameras``: ``{name: uint8 [H, W, 3]}`` (empty without cameras)."""
+        return self._renderer.render(self.data) if self._renderer is not None else {}
 
     # --- episode ----------------------------------------------------------------------
     def reset(self, seed: int) -> dict[str, np.ndarray]:

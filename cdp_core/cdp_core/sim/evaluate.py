@@ -17,20 +17,35 @@ from ..observation import observation_vector
 from ..runtime import OnnxPolicy
 from .actions import ACTION_SPACES, JOINT_POSITION, ActionExecutor
 from .env import FR3TaskEnv
+from .cameras import CAMERAS, CameraConfig, cameras_by_name
 from .tasks import Task, get_task
 
-PolicyFn = Callable[[np.ndarray], np.ndarray]  # obs [1, To, obs_dim] -> actions [1, H, A]
+#: obs [1, To, obs_dim] (+ images [1, To, cameras, H, W, 3] uint8 for an image policy) -> actions [1, H, A]
+PolicyFn = Callable[..., np.ndarray]
+
+
+def model_cameras(meta: dict[str, Any]) -> tuple[CameraConfig, ...]:
+    """The simulated cameras an exported image policy sees, at its frame size (empty: low-dim model)."""
+    cams = list(meta.get("cameras") or [])
+    return cameras_by_name(cams, tuple(meta["image_size"])) if cams else ()
 
 
 def check_model_fits_task(meta: dict[str, Any], task: Task, action_spaces: tuple[str, ...] = ACTION_SPACES) -> None:
     """Refuse a model whose observations or actions do not match the task, before anything moves.
 
-    The fast path builds every observation the task provides; ``action_spaces``: the action spaces
-    the caller can execute. The check itself is :func:`cdp_core.deploy.check_deployable`.
+    The fast path builds every observation the task provides and renders any of its named
+    cameras at the size a model asks for; ``action_spaces``: the action spaces the caller can
+    execute. The check itself is :func:`cdp_core.deploy.check_deployable`.
     """
+    size = tuple(meta.get("image_size") or (0, 0))
     check_deployable(
         meta,
-        StackCapabilities(obs_dims=dict(task.spec.obs_dims), action_spaces=tuple(action_spaces), name="this path"),
+        StackCapabilities(
+            obs_dims=dict(task.spec.obs_dims),
+            action_spaces=tuple(action_spaces),
+            cameras={name: size for name in CAMERAS},  # type: ignore[misc]
+            name="this path",
+        ),
         task,
     )
 
@@ -53,16 +68,26 @@ def rollout(
     if on_step:
         on_step(env)
     history: deque[np.ndarray] = deque(maxlen=n_obs_steps)
+    frames: deque[np.ndarray] = deque(maxlen=n_obs_steps)  # [cameras, H, W, 3] per step (image policies)
     vec = observation_vector(obs, obs_keys)
     history.extend([vec] * n_obs_steps)
+    names = [c.name for c in env.cameras]
+    if names:
+        frames.extend([np.stack([env.render()[n] for n in names])] * n_obs_steps)
     info: dict[str, Any] = {"success": False, "done": False}
     while not info["done"]:
-        chunk = policy(np.stack(history)[None])[0]
+        if names:
+            chunk = policy(np.stack(history)[None], np.stack(frames)[None])[0]
+        else:
+            chunk = policy(np.stack(history)[None])[0]
         for action in chunk[action_start : action_start + n_action_steps]:
             obs, info = env.step(action)
             if on_step:
                 on_step(env)
             history.append(observation_vector(obs, obs_keys))
+            if names:
+                shot = env.render()
+                frames.append(np.stack([shot[n] for n in names]))
             if info["done"]:
                 break
     tip = env.tip_position()
@@ -81,8 +106,8 @@ def rollout(
 def seeded_policy(model: OnnxPolicy, seed: int) -> PolicyFn:
     rng = np.random.default_rng(seed + 1)  # the sampler's noise is seeded too: episodes replay exactly
 
-    def policy(obs: np.ndarray) -> np.ndarray:
-        return model(obs, rng.standard_normal((obs.shape[0], *model.noise_shape), dtype=np.float32))
+    def policy(obs: np.ndarray, images: np.ndarray | None = None) -> np.ndarray:
+        return model(obs, rng.standard_normal((obs.shape[0], *model.noise_shape), dtype=np.float32), images)
 
     return policy
 
@@ -93,7 +118,8 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(model_path: str, task: str, n_action_steps: int | None) -> None:
     """Per-process state: one env and one single-threaded ORT session, built once."""
     _WORKER["model"] = OnnxPolicy(model_path, intra_op_threads=1)
-    _WORKER["env"] = FR3TaskEnv(task, action_space=_WORKER["model"].metadata["action_space"])
+    m = _WORKER["model"].metadata
+    _WORKER["env"] = FR3TaskEnv(task, action_space=m["action_space"], cameras=model_cameras(m))
     _WORKER["n_exec"] = n_action_steps or _WORKER["model"].metadata["n_action_steps"]
 
 
@@ -159,18 +185,23 @@ def evaluate_model(
             rows = list(tqdm(pool.map(_run_seed, seeds), total=len(seeds), desc="eval", disable=not progress))
     wall = time.perf_counter() - t0
     m = model.metadata
-    env = FR3TaskEnv(task, action_space=m["action_space"])
-    first_obs, first_q = [], []
+    env = FR3TaskEnv(task, action_space=m["action_space"], cameras=model_cameras(m))
+    first_obs, first_q, first_img = [], [], []
     for seed in seeds[:dispersion_obs]:
         obs = env.reset(seed)
         vec = observation_vector(obs, m["obs_keys"])
         first_obs.append(np.stack([vec] * m["n_obs_steps"]))
         first_q.append(env.q)
+        if env.cameras:
+            shot = env.render()
+            first_img.append(np.stack([np.stack([shot[c.name] for c in env.cameras])] * m["n_obs_steps"]))
     start = m["action_start_index"]
     seeds_per_obs = dispersion_seeds
+    # action_dispersion repeats each observation seeds_per_obs times, in order: so do its frames.
+    rep_img = np.repeat(np.stack(first_img), seeds_per_obs, axis=0) if first_img else None
 
     def executed(o: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        acts = model(o, noise)[:, start : start + n_exec]
+        acts = model(o, noise, rep_img)[:, start : start + n_exec]
         if m["action_space"] == JOINT_POSITION:
             return acts
         # Joint targets the env would track: IK along each chunk from that episode's start.

@@ -19,6 +19,7 @@ from ..robot.kinematics import tcp_pose
 from ..robot.rotations import rot_z
 from ..robot.trajectories import minimum_jerk
 from .actions import JOINT_POSITION, ee_pose_of, solve_ik
+from .cameras import stack_frames
 from .env import FR3TaskEnv
 
 STRATEGIES = ("direct", "from_above", "from_left", "from_right")
@@ -111,10 +112,13 @@ def run_demonstration(
     keys = list(env.spec.obs_dims)
     rows: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     actions, stamps = [], []
+    frames: list[dict[str, np.ndarray]] = []
     success = False
     for target in plan:
         for k in keys:
             rows[k].append(obs[k])
+        if env.cameras:
+            frames.append(env.render())
         action = target if env.action_space == JOINT_POSITION else ee_pose_of(target)
         actions.append(action)
         stamps.append(env.time)
@@ -127,5 +131,6 @@ def run_demonstration(
         action=np.asarray(actions, dtype=np.float32),
         timestamp=np.asarray(stamps),
         name=f"seed_{seed}",
+        images=stack_frames(frames),
     )
     return ep, success

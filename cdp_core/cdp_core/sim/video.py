@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
 from ..runtime import OnnxPolicy
 from .env import FR3TaskEnv
 from .evaluate import check_model_fits_task, rollout, seeded_policy
-
-
-def use_offscreen_gl() -> None:
-    """Select OSMesa unless the user chose a GL backend (must run before MuJoCo is imported)."""
-    os.environ.setdefault("MUJOCO_GL", "osmesa")
-    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 
 def record_episode(

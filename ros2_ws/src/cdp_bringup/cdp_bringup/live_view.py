@@ -26,7 +26,10 @@ from typing import Any
 import numpy as np
 from cdp_core.robot.kinematics import tcp_position
 
-TRAIL = 400  # measured TCP positions kept for the trail (about 3 s at the driver's state rate)
+TRAIL = 60  # measured TCP positions kept for the trail (3 s at the node's 20 Hz joint rate)
+#: The trail is re-sent whole, so it goes every this many joint states: a software-rendered
+#: browser viewer on a loaded robot PC otherwise falls behind the stream.
+TRAIL_EVERY = 4
 
 
 def blueprint() -> Any:
@@ -48,7 +51,11 @@ def blueprint() -> Any:
             ),
             column_shares=[3, 2],
         ),
-        collapse_panels=True,
+        # A live view shows now: follow the newest data (the default plays from the first message
+        # at 1x, so a viewer that joins late or renders slowly lags ever further behind).
+        rrb.TimePanel(timeline="time", play_state="following", state="collapsed"),
+        rrb.BlueprintPanel(state="collapsed"),
+        rrb.SelectionPanel(state="collapsed"),
     )
 
 
@@ -73,7 +80,10 @@ class LiveView:
         p = tcp_position(np.asarray(q, dtype=np.float64))
         self._trail.append(p)
         self.rec.log("world/tcp", rr.Points3D([p], radii=0.004, colors=[[230, 230, 230]]))
-        self.rec.log("world/tcp/trail", rr.LineStrips3D([np.array(self._trail)], colors=[[150, 150, 150]], radii=0.002))
+        if self.counts["joint_state"] % TRAIL_EVERY == 1:
+            self.rec.log(
+                "world/tcp/trail", rr.LineStrips3D([np.array(self._trail)], colors=[[150, 150, 150]], radii=0.002)
+            )
         for i, v in enumerate(q):
             self.rec.log(f"joints/measured/q{i + 1}", rr.Scalars(float(v)))
 

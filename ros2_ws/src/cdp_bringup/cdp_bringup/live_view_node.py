@@ -38,7 +38,7 @@ class LiveViewConfig:
     save: str = ""
     image_rate_hz: float = 2.0
     #: Joint states (and the measured TCP) are logged at most this often: a viewer needs no 125 Hz.
-    joint_rate_hz: float = 30.0
+    joint_rate_hz: float = 20.0
 
 
 class LiveViewNode(Node):

@@ -17,7 +17,6 @@ so each camera sits in a body whose frame is the OpenCV camera frame.
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from cdp_core.robot.kinematics import HAND_TCP_Z
+from cdp_core.sim.cameras import use_offscreen_gl
 from cdp_core.robot.rotations import W_NON_NEGATIVE
 
 from .geometry import invert, make_transform, matrix_to_quat
@@ -42,12 +42,6 @@ HAND_T_TCP = make_transform(np.eye(3), [0.0, 0.0, HAND_TCP_Z])
 DEFAULT_EYE_TO_HAND = {"eye": (1.0, 0.3, 0.75), "target": (0.5, 0.0, 0.12)}
 #: Default eye-in-hand pose (hand_T_cam): beside the fingers, looking along the tool axis.
 DEFAULT_EYE_IN_HAND = make_transform(np.eye(3), [0.07, 0.0, 0.02])
-
-
-def use_offscreen_gl() -> None:
-    """OSMesa unless the user chose a GL backend (before MuJoCo creates a context)."""
-    os.environ.setdefault("MUJOCO_GL", "osmesa")
-    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 
 @dataclass
