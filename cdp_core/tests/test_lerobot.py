@@ -193,3 +193,79 @@ def test_a_dataset_written_by_lerobot_trains_a_policy_that_runs(tmp_path):
         feeds[inp.name] = np.zeros(shape, dtype=np.float32)
     actions = sess.run(None, feeds)[0]
     assert actions.shape[-1] == 3 and np.isfinite(actions).all()
+
+
+# --- camera frames as video --------------------------------------------------------------------
+
+
+def _image_dataset(tmp_path: Path, episodes: int = 3, n: int = 12, size: int = 32) -> EpisodeDataset:
+    """Episodes with a camera whose frames show a square moving over a gradient (video-friendly, not flat)."""
+    rng = np.random.default_rng(4)
+    root = tmp_path / "img_eps"
+    write_dataset_meta(root, {"joint_pos": 7}, 7, rate_hz=10.0, task="t", cameras={"agentview": [size, size]})
+    yy, xx = np.mgrid[0:size, 0:size]
+    for i in range(episodes):
+        frames = np.empty((n, size, size, 3), np.uint8)
+        for t in range(n):
+            f = np.stack([xx * 255 // size, yy * 255 // size, np.full_like(xx, 40 * i)], axis=-1)
+            c = 4 + (t + 3 * i) % (size - 12)
+            f[c : c + 8, c : c + 8] = [250, 250, 250]
+            frames[t] = f
+        write_episode(
+            root,
+            i,
+            Episode(
+                obs={"joint_pos": rng.normal(size=(n, 7))},
+                action=rng.normal(size=(n, 7)),
+                images={"agentview": frames},
+            ),
+        )
+    return load_episodes(root)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+def test_camera_frames_export_as_video_and_load_back(tmp_path):
+    ds = _image_dataset(tmp_path)
+    root = export_lerobot(ds, tmp_path / "lr", LeRobotExport(fps=10, task="t"))
+    info = json.loads((root / "meta" / "info.json").read_text())
+    ft = info["features"]["observation.images.agentview"]
+    assert ft["dtype"] == "video" and ft["shape"] == [32, 32, 3] and ft["info"]["video.codec"] == "h264"
+    assert (root / "videos" / "observation.images.agentview" / "chunk-000" / "file-000.mp4").is_file()
+    stats = json.loads((root / "meta" / "stats.json").read_text())["observation.images.agentview"]
+    assert np.asarray(stats["mean"]).shape == (3, 1, 1)
+    back = load_lerobot(root)
+    assert back.image_shapes == {"agentview": (32, 32)} and back.meta["skipped_features"] == []
+    for a, b in zip(ds.episodes, back.episodes, strict=True):
+        got, want = b.images["agentview"], a.images["agentview"]
+        assert got.shape == want.shape and got.dtype == np.uint8
+        assert _psnr(got, want) > 30.0  # lossy (H.264, 4:2:0 chroma), but the same pictures
+        np.testing.assert_array_equal(b.obs["joint_pos"], a.obs["joint_pos"].astype(np.float32))
+    # Frames of one episode are not those of its neighbour (the spans line up).
+    e0, e1 = back.episodes[0].images["agentview"], back.episodes[1].images["agentview"]
+    assert np.abs(e0.astype(int) - e1.astype(int)).mean() > 5
+    video = root / "videos" / "observation.images.agentview" / "chunk-000" / "file-000.mp4"
+    video.write_bytes(video.read_bytes()[:200])
+    with pytest.raises(DatasetError, match="file-000.mp4"):
+        load_lerobot(root)
+
+
+def test_an_odd_frame_size_is_refused_before_anything_is_written(tmp_path):
+    ds = _image_dataset(tmp_path, size=33)
+    with pytest.raises(DatasetError, match="camera agentview: frame size 33x33 must be even"):
+        export_lerobot(ds, tmp_path / "lr", LeRobotExport(fps=10, task="t"))
+    assert not (tmp_path / "lr").exists()
+
+
+@needs_lerobot
+def test_lerobot_decodes_exported_camera_video_to_the_same_frames(tmp_path):
+    ds = _image_dataset(tmp_path, episodes=2)
+    root = export_lerobot(ds, tmp_path / "lr", LeRobotExport(fps=10, task="t"))
+    _client("read", str(root), str(tmp_path / "read.npz"))
+    got = np.load(tmp_path / "read.npz")["observation.images.agentview"]  # [N, 3, H, W] float in [0, 1]
+    want = np.concatenate([e.images["agentview"] for e in ds.episodes])
+    assert got.shape == (len(want), 3, 32, 32)
+    assert _psnr(np.round(got.transpose(0, 2, 3, 1) * 255), want) > 30.0

@@ -14,8 +14,11 @@ Layout (LeRobot's ``codebase_version`` v3.0; no hub access, local folders only):
 The mapping is name for name: observation ``<key>`` is feature ``observation.<key>``; the action
 is ``action``. A dataset from elsewhere names its robot state ``observation.state`` (and the
 scene ``observation.environment_state``): those load as observation keys ``state`` and
-``environment_state``. Camera features (``video`` / ``image``) are not loaded: the policies
-trained here are low-dimensional, and the loader says which it left out.
+``environment_state``. Camera frames are ``observation.images.<camera>`` video features (one MP4
+per camera, H.264 through PyAV, episodes one after another, addressed by the episode rows'
+``videos/<feature>/from_timestamp``): episodes' frames export as such, and such features load
+back as the episodes' frames (decoded: video is lossy). Camera features stored as per-frame
+``image`` bytes are not loaded, and the loader says which it left out.
 
 Everything is written with pyarrow (parquet) and ``json``; a dataset is written into a temporary
 folder and renamed into place, so a crash leaves no half-written dataset under ``root``.
@@ -38,6 +41,7 @@ DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 OBS_PREFIX = "observation."
+IMAGES_PREFIX = "observation.images."
 ACTION = "action"
 #: The per-frame bookkeeping columns every LeRobot dataset has (not observations).
 INDEX_FEATURES: dict[str, dict[str, Any]] = {
@@ -78,6 +82,20 @@ def _stats(x: np.ndarray) -> dict[str, np.ndarray]:
     for q in QUANTILES:
         out[f"q{int(round(q * 100)):02d}"] = np.quantile(x, q, axis=0)
     return out
+
+
+def _image_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """LeRobot's camera statistics: per channel, over pixels in [0, 1], shaped ``[3, 1, 1]``."""
+    x = frames.reshape(-1, 3).astype(np.float64) / 255.0
+    out = {
+        "min": x.min(0),
+        "max": x.max(0),
+        "mean": x.mean(0),
+        "std": x.std(0),
+    }
+    stats = {k: v.reshape(3, 1, 1) for k, v in out.items()}
+    stats["count"] = np.array([len(frames)])
+    return stats
 
 
 def _fps_of(fps: float) -> int | float:
@@ -121,6 +139,7 @@ def export_lerobot(dataset: EpisodeDataset, root: str | Path, spec: LeRobotExpor
 
     columns: dict[str, list[np.ndarray]] = {name: [] for name in features}
     episode_rows: list[dict[str, Any]] = []
+    cams = sorted(dataset.image_shapes)
     start = 0
     for i, ep in enumerate(dataset.episodes):
         n = len(ep)
@@ -147,12 +166,41 @@ def export_lerobot(dataset: EpisodeDataset, root: str | Path, spec: LeRobotExpor
         for name in features:
             for stat, value in _stats(columns[name][-1]).items():
                 row[f"stats/{name}/{stat}"] = value.tolist()
+        for cam in cams:  # this episode's span of the camera's one video file
+            key = f"{IMAGES_PREFIX}{cam}"
+            row.update(
+                {
+                    f"videos/{key}/chunk_index": 0,
+                    f"videos/{key}/file_index": 0,
+                    f"videos/{key}/from_timestamp": start / spec.fps,
+                    f"videos/{key}/to_timestamp": (start + n) / spec.fps,
+                }
+            )
+            for stat, value in _image_stats(ep.images[cam]).items():
+                row[f"stats/{key}/{stat}"] = value.tolist()
         episode_rows.append(row)
         start += n
 
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "meta").mkdir(parents=True)
+    video_features: dict[str, dict[str, Any]] = {}
+    for cam in cams:
+        from .video import encode_frames
+
+        key = f"{IMAGES_PREFIX}{cam}"
+        frames = np.concatenate([ep.images[cam] for ep in dataset.episodes])
+        try:
+            vinfo = encode_frames(frames, tmp / VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0), spec.fps)
+        except ValueError as exc:
+            raise DatasetError(f"camera {cam}: {exc}") from exc
+        h, w = dataset.image_shapes[cam]
+        video_features[key] = {
+            "dtype": "video",
+            "shape": [h, w, 3],
+            "names": ["height", "width", "channels"],
+            "info": vinfo,
+        }
 
     arrays, fields = [], []
     for name, ft in features.items():
@@ -178,6 +226,8 @@ def export_lerobot(dataset: EpisodeDataset, root: str | Path, spec: LeRobotExpor
 
     pd.DataFrame({"task_index": [0]}, index=[spec.task]).to_parquet(tmp / "meta" / "tasks.parquet")
     all_stats = {name: _stats(np.concatenate(columns[name])) for name in features}
+    for cam in cams:
+        all_stats[f"{IMAGES_PREFIX}{cam}"] = _image_stats(np.concatenate([ep.images[cam] for ep in dataset.episodes]))
     (tmp / "meta" / "stats.json").write_text(
         json.dumps({k: {s: v.tolist() for s, v in st.items()} for k, st in all_stats.items()}, indent=4)
     )
@@ -193,8 +243,8 @@ def export_lerobot(dataset: EpisodeDataset, root: str | Path, spec: LeRobotExpor
         "fps": _fps_of(spec.fps),
         "splits": {"train": f"0:{len(dataset.episodes)}"},
         "data_path": DATA_PATH,
-        "video_path": None,
-        "features": features,
+        "video_path": VIDEO_PATH if cams else None,
+        "features": {**features, **video_features},
         # The project's own facts a deployment checks (LeRobot readers ignore the key).
         CDP_KEY: {k: dataset.meta[k] for k in CDP_META if k in dataset.meta},
     }
@@ -230,13 +280,16 @@ def load_lerobot(root: str | Path) -> EpisodeDataset:
     features: dict[str, dict[str, Any]] = info.get("features", {})
     if ACTION not in features:
         raise DatasetError(f"{info_path}: no '{ACTION}' feature (features: {sorted(features)})")
-    obs_features, skipped = {}, []
+    obs_features, skipped, videos = {}, [], {}
     for name, ft in features.items():
         if not name.startswith(OBS_PREFIX):
             continue
         shape = list(ft.get("shape") or [])
         if ft.get("dtype") in NUMERIC_DTYPES and len(shape) == 1:
             obs_features[name[len(OBS_PREFIX) :]] = name
+        elif ft.get("dtype") == "video" and info.get("video_path"):
+            cam = name[len(IMAGES_PREFIX) :] if name.startswith(IMAGES_PREFIX) else name[len(OBS_PREFIX) :]
+            videos[cam] = name
         else:
             skipped.append(name)
     if not obs_features:
@@ -279,6 +332,8 @@ def load_lerobot(root: str | Path) -> EpisodeDataset:
                 name=f"episode_{int(e):06d}",
             )
         )
+    if videos:
+        _attach_video_frames(root, info, videos, episodes, np.unique(ep_index))
     obs_dims, action_dim = validate_episodes(episodes, str(root))
     tasks: list[str] = []
     tasks_path = root / "meta" / "tasks.parquet"
@@ -294,4 +349,43 @@ def load_lerobot(root: str | Path) -> EpisodeDataset:
         "action_names": features[ACTION].get("names"),
         "skipped_features": skipped,
     }
-    return EpisodeDataset(episodes, obs_dims, action_dim, meta)
+    shapes = {c: (int(v.shape[1]), int(v.shape[2])) for c, v in episodes[0].images.items()}
+    return EpisodeDataset(episodes, obs_dims, action_dim, meta, shapes)
+
+
+def _attach_video_frames(
+    root: Path, info: dict[str, Any], videos: dict[str, str], episodes: list[Episode], indices: np.ndarray
+) -> None:
+    """Decode each camera's video files and give every episode its frames (by the episode rows' spans)."""
+    import pyarrow.parquet as pq
+
+    from .video import decode_frames
+
+    ep_files = sorted((root / "meta" / "episodes").glob("*/*.parquet"))
+    if not ep_files:
+        raise DatasetError(f"{root}: video features but no meta/episodes/ files to locate their frames")
+    rows = {int(r["episode_index"]): r for f in ep_files for r in pq.read_table(f).to_pylist()}
+    fps = float(info.get("fps") or 0.0)
+    decoded: dict[Path, np.ndarray] = {}
+    for ep, e in zip(episodes, indices):
+        row = rows.get(int(e))
+        if row is None:
+            raise DatasetError(f"{root}: episode {int(e)} has no row in meta/episodes/")
+        for cam, key in videos.items():
+            try:
+                chunk, file, t0 = (row[f"videos/{key}/{c}"] for c in ("chunk_index", "file_index", "from_timestamp"))
+            except KeyError as exc:
+                raise DatasetError(f"{root}: episode {int(e)} does not say where {key}'s frames are ({exc})") from None
+            path = root / str(info["video_path"]).format(video_key=key, chunk_index=chunk, file_index=file)
+            if path not in decoded:
+                try:
+                    decoded[path] = decode_frames(path)
+                except ValueError as exc:
+                    raise DatasetError(str(exc)) from exc
+            first = int(round(float(t0) * fps))
+            frames = decoded[path][first : first + len(ep)]
+            if len(frames) != len(ep):
+                raise DatasetError(
+                    f"{path}: episode {int(e)} needs frames {first}..{first + len(ep) - 1}, the file has {len(decoded[path])}"
+                )
+            ep.images[cam] = frames
