@@ -312,13 +312,18 @@ def test_a_second_publisher_on_safety_command_cannot_move_the_arm(stack):
     _, rec, _ = stack
     rec.stack.go_home(HOME_Q)
     here = rec.stack.q.copy()
+    # Settle under the very command held during the attack, so what the impedance controller's
+    # steady-state offset does to the arm (a few mrad on a loaded machine) is not counted as motion.
+    rec.stream(here, 0.6)
+    rec.wait_rest(3.0)
+    base = rec.stack.q.copy()
     rogue = rclpy.create_node("rogue_commander")
     pub = rogue.create_publisher(JointTrajectory, names.SAFETY_COMMAND, 10)
     # Toward the floor: below the box's 0.03 m (the review's rogue reached z = 0.002 m).
     floor = HOME_Q + np.array([0.0, 0.95, 0.0, 0.0, 0.0, 0.0, 0.0])
     assert fk_positions(floor)[0, 2] < BOX_MIN[2]
     try:
-        t_end, k = time.monotonic() + 2.5, 0
+        t_end, k, toward = time.monotonic() + 2.5, 0, 0.0
         while time.monotonic() < t_end:
             a = min(1.0, k / 500)
             msg = JointTrajectory(joint_names=list(names.JOINT_NAMES))
@@ -328,12 +333,18 @@ def test_a_second_publisher_on_safety_command_cannot_move_the_arm(stack):
             pub.publish(msg)
             if k % 25 == 0:
                 rec.stack.teleop.publish(chunk_to_msg(rec.now(), 0.1, here[None]))
+                # The rogue drives joint 2 up: the largest excursion that way over the whole attack.
+                toward = max(toward, float(rec.stack.q[1] - base[1]))
             k += 1
             time.sleep(0.002)  # 500 Hz
-        moved = float(np.max(np.abs(rec.stack.q - here)))
+        moved = float(np.max(np.abs(rec.stack.q - base)))
+        toward = max(toward, float(rec.stack.q[1] - base[1]))
         z = float(fk_positions(rec.stack.q)[0, 2])
-        print(f"rogue on /safety/command: arm moved {moved * 1e3:.2f} mrad, TCP z {z:.3f} m")
-        assert moved < 0.005 and z > BOX_MIN[2]
+        print(
+            f"rogue on /safety/command: arm moved {moved * 1e3:.2f} mrad ({toward * 1e3:.2f} toward the rogue's "
+            f"target at most), TCP z {z:.3f} m"
+        )
+        assert toward < 0.005 and moved < 0.015 and z > BOX_MIN[2]
         driver = rec.stack.diagnostics.get("franka_driver", {})
         assert "foreign" in driver.get("guard_fault", ""), driver
     finally:
