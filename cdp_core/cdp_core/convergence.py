@@ -25,6 +25,7 @@ import numpy as np
 
 from .config import GateConfig
 from .data.episodes import Episode
+from .observation import episode_observations
 
 SampleFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # obs [B, To, D], noise [B, H, A] -> [B, H, A]
 TcpFn = Callable[[np.ndarray], np.ndarray]  # actions [N, A] -> TCP positions [N, 3] (m)
@@ -80,7 +81,7 @@ def final_phase_windows(
     """
     obs_out, act_out = [], []
     for ep in episodes:
-        obs = np.concatenate([ep.obs[k] for k in obs_keys], axis=1).astype(np.float32)
+        obs = episode_observations(ep.obs, obs_keys)
         act = ep.action.astype(np.float32)
         n = len(ep)
         tcp = to_tcp(act)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .runtime import ModelContractError
+from .observation import with_derived_dims
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,15 @@ def deployment_problems(meta: Mapping[str, Any], capabilities: StackCapabilities
         problems.append(f"model's action space is {space!r}; {cap.name} executes {', '.join(cap.action_spaces)}")
     if task is not None:
         spec = task.spec
-        missing = [k for k in keys if k not in spec.obs_dims and k not in unknown]
+        task_dims = with_derived_dims(spec.obs_dims)
+        missing = [k for k in keys if k not in task_dims and k not in unknown]
         if missing:
             problems.append(f"model observes {missing}, which task {spec.name} does not provide")
         task_wrong = [
             k
             for k in keys
-            if k in spec.obs_dims
-            and spec.obs_dims[k] != dims.get(k)
+            if k in task_dims
+            and task_dims[k] != dims.get(k)
             and not (k in cap.obs_dims and dims.get(k) != cap.obs_dims[k])
         ]
         if task_wrong:

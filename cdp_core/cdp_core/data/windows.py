@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..observation import episode_observations as episode_obs
+from ..observation import with_derived_dims
 from .episodes import DatasetError, EpisodeDataset
 
 
@@ -33,9 +35,10 @@ class WindowDataset:
         n_action_steps: int,
         cameras: list[str] | None = None,
     ):
-        missing = [k for k in obs_keys if k not in dataset.obs_dims]
+        available = with_derived_dims(dataset.obs_dims)
+        missing = [k for k in obs_keys if k not in available]
         if missing:
-            raise DatasetError(f"observation keys {missing} not in dataset (it has {sorted(dataset.obs_dims)})")
+            raise DatasetError(f"observation keys {missing} not in dataset (it has {sorted(available)})")
         self.cameras = list(cameras or [])
         absent = [c for c in self.cameras if c not in dataset.image_shapes]
         if absent:
@@ -45,13 +48,13 @@ class WindowDataset:
             raise DatasetError(f"cameras {self.cameras} have different frame sizes {sorted(sizes)}: use one size")
         self.image_size: tuple[int, int] = sizes.pop() if sizes else (0, 0)
         self.obs_keys = list(obs_keys)
-        self.obs_dims = {k: dataset.obs_dims[k] for k in obs_keys}
+        self.obs_dims = {k: available[k] for k in obs_keys}
         self.n_obs_steps, self.horizon, self.n_action_steps = n_obs_steps, horizon, n_action_steps
         obs_windows, act_windows, frame_windows, frames = [], [], [], []
         pad_before, pad_after = n_obs_steps - 1, n_action_steps - 1
         offset = 0
         for ep in dataset.episodes:
-            obs = np.concatenate([ep.obs[k] for k in obs_keys], axis=1).astype(np.float32)
+            obs = episode_obs(ep.obs, obs_keys)
             act = ep.action.astype(np.float32)
             n = len(ep)
             starts = np.arange(-pad_before, n - horizon + pad_after + 1)
@@ -69,7 +72,7 @@ class WindowDataset:
         self.frames = torch.from_numpy(np.concatenate(frames)) if frames else None
         self.frame_index = torch.from_numpy(np.concatenate(frame_windows)) if frame_windows else None
         # Normaliser statistics come from the episode steps themselves, not the padded windows.
-        self.flat_obs = np.concatenate([np.concatenate([e.obs[k] for k in obs_keys], 1) for e in dataset.episodes])
+        self.flat_obs = np.concatenate([episode_obs(e.obs, obs_keys) for e in dataset.episodes])
         self.flat_action = np.concatenate([e.action for e in dataset.episodes])
 
     def images(self, idx: torch.Tensor) -> torch.Tensor | None:

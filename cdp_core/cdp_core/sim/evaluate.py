@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..deploy import StackCapabilities, check_deployable
-from ..observation import observation_vector
+from ..observation import observation_vector, with_derived_dims
 from ..runtime import OnnxPolicy
 from .actions import ACTION_SPACES, JOINT_POSITION, ActionExecutor
 from .env import FR3TaskEnv
@@ -41,7 +41,7 @@ def check_model_fits_task(meta: dict[str, Any], task: Task, action_spaces: tuple
     check_deployable(
         meta,
         StackCapabilities(
-            obs_dims=dict(task.spec.obs_dims),
+            obs_dims=with_derived_dims(task.spec.obs_dims),
             action_spaces=tuple(action_spaces),
             cameras={name: size for name in CAMERAS},  # type: ignore[misc]
             name="this path",

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..observation import ROBOT_PARTS
 from ..robot.kinematics import HAND_TCP_Z
 from ..robot.rotations import quat_yaw, yaw_quat
 
@@ -24,7 +25,7 @@ from ..robot.rotations import quat_yaw, yaw_quat
 HOME_Q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
 
 #: Observation layout shared by every task; the task-specific key comes before the gripper.
-ROBOT_OBS = {"joint_pos": 7, "ee_pos": 3, "ee_quat": 4}
+ROBOT_OBS = {k: d for k, d in ROBOT_PARTS.items() if k != "gripper_width"}
 JOINT_NAMES = [f"fr3_joint{i}" for i in range(1, 8)]
 #: Names of the joint-position action dimensions (datasets and model metadata).
 JOINT_ACTION_NAMES = [f"{j}_target" for j in JOINT_NAMES]

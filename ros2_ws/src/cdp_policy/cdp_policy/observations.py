@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 from cdp_core.sim.tasks import TASKS
 from cdp_core.deploy import StackCapabilities, deployment_problems
-from cdp_core.observation import observation_vector
+from cdp_core.observation import object_offset, observation_vector, offset_key
 from cdp_core.robot.rotations import TOOL_DOWN, W_NON_NEGATIVE, QuaternionError
 from cdp_core.robot.rotations import canonical_quat as _canonical_quat
 
@@ -80,9 +80,15 @@ def _object_source(dim: int) -> ObsSource:
     return ObsSource(dim, (OBJECT_POSE,), lambda s: s[OBJECT_POSE][:dim])
 
 
+def _offset_source() -> ObsSource:
+    return ObsSource(3, (OBJECT_POSE, EE_POSE), lambda s: object_offset(s[OBJECT_POSE], s[EE_POSE][:3]))
+
+
 # Every registered task's object key (``Task.object_key``: a position, 3, or a pose, 7) comes from
-# /perception/object_pose: a new task needs no edit here.
+# /perception/object_pose, and so does its derived offset from the TCP (``<key>_offset``,
+# cdp_core.observation): a new task needs no edit here.
 OBS_SOURCES.update({t.object_key: _object_source(t.object_dim()) for t in TASKS.values()})
+OBS_SOURCES.update({offset_key(t.object_key): _offset_source() for t in TASKS.values()})
 
 
 def node_capabilities() -> StackCapabilities:

@@ -26,16 +26,20 @@ def feed(buf: ObservationBuffer, env, obs: dict, stamp: float, flip_quat: bool =
 
 
 @pytest.mark.parametrize("task", ["reach_precise", "peg_insert"])
-@pytest.mark.parametrize("order", ["sorted", "spec"])
+@pytest.mark.parametrize("order", ["sorted", "spec", "offset"])
 def test_history_equals_fast_path_rollout(task, order):
-    """Drive cdp_core's own rollout; at every control step feed the buffer and compare the histories."""
+    """Drive cdp_core's own rollout; at every control step feed the buffer and compare the histories.
+    ``offset``: the model also sees the derived object-minus-TCP part, built on each side."""
+    from cdp_core.observation import offset_key, with_derived_dims
     from cdp_core.sim.env import FR3TaskEnv
     from cdp_core.sim.evaluate import rollout
 
     env = FR3TaskEnv(task)
     keys = sorted(env.spec.obs_dims) if order == "sorted" else list(env.spec.obs_dims)
+    if order == "offset":
+        keys.insert(1, offset_key(env.task.object_key))
     n_obs, n_exec = 3, 2
-    buf = ObservationBuffer(keys, n_obs, max_obs_age_s=0.05, obs_dims=env.spec.obs_dims)
+    buf = ObservationBuffer(keys, n_obs, max_obs_age_s=0.05, obs_dims=with_derived_dims(env.spec.obs_dims))
     ours, seen = [], []
     rng = np.random.default_rng(0)
 
@@ -127,7 +131,9 @@ def test_the_node_serves_every_registered_tasks_observations():
     from cdp_core.sim.tasks import TASKS
     from cdp_policy.observations import node_capabilities
 
+    from cdp_core.observation import with_derived_dims
+
     caps = node_capabilities()
     for name, task in TASKS.items():
-        for key, dim in task.spec.obs_dims.items():
+        for key, dim in with_derived_dims(task.spec.obs_dims).items():
             assert caps.obs_dims.get(key) == dim, f"task {name} observes {key} ({dim}); the policy node does not"
