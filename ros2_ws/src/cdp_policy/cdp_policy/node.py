@@ -27,7 +27,7 @@ from cdp_ros_common.params import declare_dataclass
 from cdp_ros_common.spinning import spin
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
@@ -80,6 +80,16 @@ class PolicyNode(Node):
         self.create_subscription(
             PoseStamped, names.OBJECT_POSE, self._on_object_pose, qos_profile_sensor_data, callback_group=inputs
         )
+        for camera in r.cameras:  # an image policy: each camera the model sees, on its configured topic
+            topic = r.camera_topics[camera]
+            self.create_subscription(
+                Image,
+                topic,
+                lambda msg, c=camera, t=topic: self._on_image(c, t, msg),
+                qos_profile_sensor_data,
+                callback_group=inputs,
+            )
+            self.get_logger().info(f"camera {camera!r} from {topic}")
         reliable = QoSProfile(depth=10)
         self.chunk_pub = self.create_publisher(JointTrajectory, names.POLICY_CHUNK, reliable)
         self.draws_pub = self.create_publisher(Float64MultiArray, names.POLICY_DRAWS, 10)
@@ -114,6 +124,14 @@ class PolicyNode(Node):
             self.runner.obs.update_object_pose(*msg_to_pose(msg))
         except ObservationError as exc:
             self._input_error(names.OBJECT_POSE, exc)
+
+    def _on_image(self, camera: str, topic: str, msg: Image) -> None:
+        try:
+            self.runner.obs.update_image(
+                camera, time_to_sec(msg.header.stamp), msg.height, msg.width, msg.encoding, msg.step, msg.data
+            )
+        except ObservationError as exc:
+            self._input_error(topic, exc)
 
     # --- control ---------------------------------------------------------------------------------
     def _now(self) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -22,6 +22,8 @@ from cdp_core.deploy import StackCapabilities, deployment_problems
 from cdp_core.observation import object_offset, observation_vector, offset_key
 from cdp_core.robot.rotations import TOOL_DOWN, W_NON_NEGATIVE, QuaternionError
 from cdp_core.robot.rotations import canonical_quat as _canonical_quat
+
+from .camera_frames import CameraFrameError, CameraFrames
 
 #: Inputs the buffer keeps (each with its own stamp).
 JOINTS, FINGERS, EE_POSE, OBJECT_POSE = "joints", "fingers", "ee_pose", "object_pose"
@@ -91,13 +93,15 @@ OBS_SOURCES.update({t.object_key: _object_source(t.object_dim()) for t in TASKS.
 OBS_SOURCES.update({offset_key(t.object_key): _offset_source() for t in TASKS.values()})
 
 
-def node_capabilities() -> StackCapabilities:
+def node_capabilities(cameras: Mapping[str, tuple[int, int]] | None = None) -> StackCapabilities:
     """What the policy node serves (for :func:`cdp_core.deploy.check_deployable`): the observation
-    keys of :data:`OBS_SOURCES` and absolute joint-position actions (the joint safety filter's input)."""
+    keys of :data:`OBS_SOURCES`, absolute joint-position actions (the joint safety filter's input)
+    and the camera frames of ``cameras`` (name -> (H, W): those its ``camera_topics`` name)."""
     return StackCapabilities(
         obs_dims={k: s.dim for k, s in OBS_SOURCES.items()},
         action_spaces=("joint_position",),
         action_dim=7,
+        cameras=dict(cameras or {}),
         name="the policy node",
     )
 
@@ -119,6 +123,10 @@ class ObsResult:
     history: np.ndarray | None
     age_s: float  # now - oldest input stamp used (inf when an input was never received)
     reason: str = ""
+    #: An image policy's frames ``[n_obs_steps, cameras, H, W, 3]`` uint8, one set per history frame.
+    images: np.ndarray | None = None
+    #: Per camera, now - capture stamp of this tick's frame (s); empty without cameras.
+    image_ages: Mapping[str, float] = field(default_factory=dict)
 
 
 class ObservationBuffer:
@@ -139,9 +147,11 @@ class ObservationBuffer:
         joint_names: Sequence[str] | None = None,
         finger_names: Sequence[str] | None = None,
         max_object_age_s: float | None = None,
+        cameras: CameraFrames | None = None,
     ):
         """``max_object_age_s``: the object pose's own age limit (default ``max_obs_age_s``): a camera
-        pose is older by construction (frame lag, detection, camera rate) than the arm's state."""
+        pose is older by construction (frame lag, detection, camera rate) than the arm's state.
+        ``cameras``: an image policy's frames, each tick's taken by the arm state's capture stamp."""
         from cdp_ros_common.names import FINGER_NAMES, JOINT_NAMES
 
         check_obs_keys(obs_keys, obs_dims)
@@ -163,6 +173,8 @@ class ObservationBuffer:
         self._values: dict[str, np.ndarray] = {}
         self._stamps: dict[str, float] = {}
         self._history: deque[np.ndarray] = deque(maxlen=n_obs_steps)
+        self.cameras = cameras
+        self._image_history: deque[np.ndarray] = deque(maxlen=n_obs_steps)
         self._lock = threading.Lock()
 
     # --- inputs (ROS callbacks) -----------------------------------------------------------
@@ -232,16 +244,43 @@ class ObservationBuffer:
         """
         vec, age, reason = self.frame(t_now)
         if vec is None:
-            self._history.clear()
+            self.clear_history()
             return ObsResult(None, age, reason)
+        images, ages = None, {}
+        if self.cameras is not None:
+            with self._lock:
+                t_ref = self._stamps[JOINTS] if JOINTS in self._stamps else t_now
+            got = self.cameras.at(t_ref, t_now)
+            ages = dict(got.ages)
+            if got.frames is None:
+                self.clear_history()
+                return ObsResult(None, max(age, got.age_s), got.reason, image_ages=ages)
+            age = max(age, got.age_s)
+            if not self._image_history:
+                self._image_history.extend([got.frames] * self.n_obs_steps)
+            else:
+                self._image_history.append(got.frames)
+            images = np.stack(self._image_history)
         if not self._history:
             self._history.extend([vec] * self.n_obs_steps)
         else:
             self._history.append(vec)
-        return ObsResult(np.stack(self._history), age)
+        return ObsResult(np.stack(self._history), age, images=images, image_ages=ages)
+
+    def update_image(
+        self, camera: str, stamp: float, height: int, width: int, encoding: str, step: int, data: bytes | np.ndarray
+    ) -> None:
+        """A camera frame (sensor_msgs/Image fields); ObservationError if unusable or not an image policy."""
+        if self.cameras is None:
+            raise ObservationError(f"frame from camera {camera!r}, but this model sees no camera")
+        try:
+            self.cameras.update(camera, stamp, height, width, encoding, step, data)
+        except CameraFrameError as exc:
+            raise ObservationError(str(exc)) from exc
 
     def clear_history(self) -> None:
         self._history.clear()
+        self._image_history.clear()
 
     @property
     def history_len(self) -> int:

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from cdp_core.runtime import PROVIDER_ORDER
+from cdp_ros_common.names import AGENTVIEW_IMAGE
 
+from .camera_frames import CameraFrameError, CameraFrames, parse_camera_topics
 from .observations import ObservationBuffer, node_capabilities
 
 #: Sentinel for ``expected_obs_keys``: accept whatever the model observes (if the node can build it).
@@ -66,6 +68,11 @@ class PolicyConfig:
     providers: tuple[str, ...] = PROVIDER_ORDER
     #: Observation keys the deployment provides (any order); ``("*",)`` = accept the model's.
     expected_obs_keys: tuple[str, ...] = (ANY_OBS_KEYS,)
+    #: The camera topics of an image policy, ``camera=/topic`` (sensor_msgs/Image, rgb8 or bgr8, at
+    #: the model's frame size); a model seeing a camera not named here is refused at start-up.
+    camera_topics: tuple[str, ...] = (f"agentview={AGENTVIEW_IMAGE}",)
+    #: A camera frame older than this (s) at a control tick refuses the tick (the arm holds).
+    max_image_age_s: float = 0.3
     #: Seed of the sampler noise; negative = from the OS.
     seed: int = -1
     #: Number of recent inferences the latency percentiles are computed over.
@@ -117,6 +124,8 @@ class RunnerStats:
     last_dispersion: float = float("nan")
     last_speed_scale: float = 1.0
     last_reason: str = ""
+    #: Per camera of an image policy: the last tick's frame age (now - capture stamp, s).
+    image_ages: dict = field(default_factory=dict)
     latencies: deque = field(default_factory=lambda: deque(maxlen=200))
 
     def latency_percentiles_ms(self) -> tuple[float, float]:
@@ -147,8 +156,11 @@ class PolicyRunner:
                 intra_op_threads=cfg.intra_op_threads,
                 seed=cfg.seed if cfg.seed >= 0 else None,
             )
-            check_deployable(self.model.metadata, node_capabilities(), source=str(cfg.model_path))
-        except ModelContractError as exc:
+            self.camera_topics = parse_camera_topics(cfg.camera_topics)
+            size = tuple(self.model.metadata.get("image_size") or (0, 0))
+            served = {c: size for c in self.camera_topics}  # the size is checked per frame on arrival
+            check_deployable(self.model.metadata, node_capabilities(served), source=str(cfg.model_path))
+        except (ModelContractError, CameraFrameError) as exc:
             raise PolicyStartError(str(exc)) from exc
         m = self.metadata = self.model.metadata
         self.provider = self.model.providers[0]
@@ -191,13 +203,24 @@ class PolicyRunner:
             raise PolicyStartError(
                 f"dispersion_hold_rad {cfg.dispersion_hold_rad} < dispersion_warn_rad {cfg.dispersion_warn_rad}"
             )
+        #: The cameras this model sees (empty: a low-dim policy) and the topic of each.
+        self.cameras: list[str] = list(m.get("cameras") or [])
         try:
+            frames = None
+            if self.cameras:
+                frames = CameraFrames(
+                    self.cameras,
+                    tuple(m["image_size"]),
+                    cfg.max_image_age_s,
+                    {c: self.camera_topics[c] for c in self.cameras},
+                )
             self.obs = ObservationBuffer(
                 m["obs_keys"],
                 int(m["n_obs_steps"]),
                 cfg.max_obs_age_s,
                 m["obs_dims"],
                 max_object_age_s=cfg.max_object_age_s,
+                cameras=frames,
             )
         except ValueError as exc:
             raise PolicyStartError(str(exc)) from exc
@@ -206,6 +229,8 @@ class PolicyRunner:
         k = cfg.dispersion_samples
         self._obs_batch = np.empty((k, *self.model.obs_shape), dtype=np.float32)
         self._noise = np.empty((k, *self.model.noise_shape), dtype=np.float32)
+        shape = self.model.images_shape
+        self._images = np.zeros((k, *shape), dtype=np.uint8) if shape is not None else None
         self._rng = np.random.default_rng(cfg.seed if cfg.seed >= 0 else None)
         self.stats = RunnerStats(latencies=deque(maxlen=max(1, cfg.latency_window)))
         self._ticks_to_plan = 0
@@ -217,7 +242,7 @@ class PolicyRunner:
         # and proves the graph actually executes before the node reports itself ready.
         try:
             # zero noise: the seeded noise stream stays the fast path's (draw 0 == seeded_policy's draw)
-            self.model(np.zeros_like(self._obs_batch), np.zeros_like(self._noise))
+            self.model(np.zeros_like(self._obs_batch), np.zeros_like(self._noise), self._images)
         except Exception as exc:
             raise PolicyStartError(f"{cfg.model_path}: the model does not run ({type(exc).__name__}: {exc})") from exc
 
@@ -257,6 +282,7 @@ class PolicyRunner:
         s.ticks += 1
         res = self.obs.sample(t_now)
         s.last_obs_age_s = res.age_s
+        s.image_ages = dict(res.image_ages)
         if res.history is None:
             s.refused_ticks += 1
             s.last_reason = res.reason
@@ -270,14 +296,18 @@ class PolicyRunner:
             self._ticks_to_plan -= 1
             return None
         self._ticks_to_plan = self.n_exec - 1
-        return self._plan(t_now, tick_index, res.history, res.age_s)
+        return self._plan(t_now, tick_index, res.history, res.age_s, res.images)
 
-    def _plan(self, t_obs: float, tick_index: int, history: np.ndarray, obs_age: float) -> ChunkDecision:
+    def _plan(
+        self, t_obs: float, tick_index: int, history: np.ndarray, obs_age: float, images: np.ndarray | None = None
+    ) -> ChunkDecision:
         s = self.stats
         t0 = time.perf_counter()
         self._obs_batch[:] = history
+        if self._images is not None:
+            self._images[:] = images  # every draw sees the same frames
         self._rng.standard_normal(dtype=np.float32, out=self._noise)
-        actions = self.model(self._obs_batch, self._noise)  # [K, H, A], K draws in one batch
+        actions = self.model(self._obs_batch, self._noise, self._images)  # [K, H, A], K draws in one batch
         self.last_actions = actions
         executed = actions[:, self.start : self.start + self.n_exec]
         latency = time.perf_counter() - t0
@@ -371,4 +401,5 @@ class PolicyRunner:
             "rate_hz": self.rate_hz,
             "n_action_steps": self.n_exec,
             "model": self.cfg.model_path,
+            **{f"image_age_s.{c}": s.image_ages.get(c, float("nan")) for c in self.cameras},
         }

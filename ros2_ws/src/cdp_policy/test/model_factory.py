@@ -18,7 +18,10 @@ def make_fr3_model(
     n_obs_steps: int = 2,
     n_action_steps: int = 4,
     action_space: str = "joint_position",
+    cameras: tuple[str, ...] = (),
+    image_size: int = 32,
 ) -> Path:
+    """``cameras``: an image policy seeing those simulated cameras at ``image_size`` square frames."""
     import torch
 
     from cdp_core.config import config_from_dict
@@ -28,7 +31,10 @@ def make_fr3_model(
 
     root = Path(root)
     demos = root / "demos"
-    generate_demos(task, demos, episodes, seed=0, progress=False, action_space=action_space)
+    from cdp_core.sim.cameras import cameras_by_name
+
+    cams = cameras_by_name(list(cameras), (image_size, image_size)) if cameras else ()
+    generate_demos(task, demos, episodes, seed=0, progress=False, action_space=action_space, cameras=cams)
     torch.manual_seed(0)
     cfg = config_from_dict(
         {
@@ -37,6 +43,7 @@ def make_fr3_model(
                 "horizon": horizon,
                 "n_obs_steps": n_obs_steps,
                 "n_action_steps": n_action_steps,
+                "cameras": list(cameras),
             },
             "model": {
                 "denoiser": "mlp",
@@ -44,6 +51,7 @@ def make_fr3_model(
                 "mlp_blocks": 1,
                 "obs_feature_dim": 16,
                 "time_embed_dim": 16,
+                "image_feature_dim": 8,
             },
             "contraction": {"gamma": 0.0},
             "train": {
@@ -59,7 +67,7 @@ def make_fr3_model(
         }
     )
     run = train(cfg, root / "run")
-    out = root / f"{task}.onnx"
+    out = root / (f"{task}_{'_'.join(cameras)}.onnx" if cameras else f"{task}.onnx")
     export_onnx(run["checkpoint"], out, sampler="ddim", steps=2)
     return out
 
