@@ -172,3 +172,78 @@ def test_node_exits_nonzero_on_bad_model(tmp_path, case):
     assert r.returncode == 1
     expected = "model file not found" if case == "missing" else "corrupt or not an ONNX model"
     assert expected in r.stdout + r.stderr and str(model) in r.stdout + r.stderr
+
+
+def test_image_policy_node_runs_on_camera_frames_and_holds_when_the_camera_stalls(image_model, ros_context):
+    """The node subscribes to the model's camera topic; frames stop -> no chunks, diagnostics name the camera."""
+    from cdp_policy.node import PolicyNode
+    from sensor_msgs.msg import Image
+
+    ctx = ros_context
+    policy = PolicyNode(
+        context=ctx,
+        parameter_overrides=[
+            Parameter("model_path", value=str(image_model)),
+            Parameter("seed", value=0),
+            Parameter("max_obs_age_s", value=0.5),
+            Parameter("max_image_age_s", value=0.5),
+            Parameter("diagnostics_period_s", value=0.2),
+            Parameter("enabled_on_start", value=True),
+        ],
+    )
+    rig = rclpy.create_node("policy_camera_rig", context=ctx)
+    chunks: list[JointTrajectory] = []
+    diags: list[dict[str, str]] = []
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if st.name == "policy_node":
+                diags.append({"message": st.message, **{kv.key: kv.value for kv in st.values}})
+
+    rig.create_subscription(JointTrajectory, names.POLICY_CHUNK, chunks.append, 10)
+    rig.create_subscription(DiagnosticArray, names.DIAGNOSTICS, on_diag, 10)
+    js_pub = rig.create_publisher(JointState, names.JOINT_STATES, 10)
+    ee_pub = rig.create_publisher(PoseStamped, names.EE_POSE, 10)
+    obj_pub = rig.create_publisher(PoseStamped, names.OBJECT_POSE, 10)
+    img_pub = rig.create_publisher(Image, names.AGENTVIEW_IMAGE, 10)
+    camera_on = threading.Event()
+    camera_on.set()
+    size = int(policy.runner.metadata["image_size"][0])
+    pixels = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+    def publish_state():
+        now = rig.get_clock().now().nanoseconds * 1e-9
+        js = JointState(name=names.JOINT_NAMES + names.FINGER_NAMES, position=[*HOME, 0.04, 0.04])
+        js.header.stamp = sec_to_time(now)
+        js_pub.publish(js)
+        ee_pub.publish(pose_to_msg(now, np.array([0.31, 0.0, 0.49]), np.array([1.0, 0.0, 0.0, 0.0])))
+        obj_pub.publish(pose_to_msg(now, np.array([0.5, 0.1, 0.3]), np.array([0.0, 0.0, 0.0, 1.0])))
+        if camera_on.is_set():
+            img = Image(height=size, width=size, encoding="rgb8", step=3 * size, data=pixels.tobytes())
+            img.header.stamp = sec_to_time(now)
+            img_pub.publish(img)
+
+    rig.create_timer(0.05, publish_state)  # 20 Hz
+    executor = MultiThreadedExecutor(num_threads=4, context=ctx)
+    executor.add_node(policy)
+    executor.add_node(rig)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        stamps = lambda: {time_to_sec(m.header.stamp) for m in chunks}  # noqa: E731
+        assert wait_for(lambda: len(stamps()) >= 2, 20.0), f"got {len(stamps())} distinct chunks from frames"
+        assert wait_for(lambda: diags and float(diags[-1].get("image_age_s.agentview", "nan")) < 0.5, 5.0)
+        camera_on.clear()  # the camera stalls; the arm's state keeps coming
+        assert wait_for(lambda: diags and "stale camera" in diags[-1]["message"], 5.0), diags[-1:]
+        assert names.AGENTVIEW_IMAGE in diags[-1]["message"]
+        time.sleep(0.3)
+        n = len(chunks)
+        time.sleep(1.0)
+        assert len(chunks) == n, "chunks (or heartbeats) went on without camera frames"
+        camera_on.set()
+        assert wait_for(lambda: len(chunks) > n, 10.0), "the policy did not resume with the camera"
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=5)
+        policy.destroy_node()
+        rig.destroy_node()
