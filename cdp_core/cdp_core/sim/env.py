@@ -116,6 +116,20 @@ class FR3TaskEnv:
     def success(self) -> bool:
         return self.monitor.success
 
+    def render_state(self, q: np.ndarray, finger_q: float, params: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The cameras' view of the scene with the arm at ``q``, each finger joint at ``finger_q`` and
+        the task placed by ``params``, without stepping the physics: a camera beside a robot that
+        runs elsewhere (the ROS graph's simulated agent-view camera) sees what demos rendered here saw."""
+        import mujoco
+
+        if self._renderer is None:
+            raise ValueError("this environment has no cameras")
+        self.data.qpos[self._qadr] = np.asarray(q, dtype=np.float64).reshape(7)
+        self.data.qpos[self._finger_adr] = float(finger_q)
+        self.task.apply(self.model, self.data, params)
+        mujoco.mj_forward(self.model, self.data)
+        return self.render()
+
     # --- state ------------------------------------------------------------------------
     @property
     def q(self) -> np.ndarray:

@@ -14,5 +14,7 @@ setup(
     zip_safe=True,
     description="franky-sim with a task scene, plus ground-truth object pose and task success.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["sim_robot = cdp_sim.node:main"]},
+    entry_points={
+        "console_scripts": ["sim_robot = cdp_sim.node:main", "agentview_camera = cdp_sim.agentview_node:main"]
+    },
 )

@@ -129,9 +129,54 @@ def resolve_arguments(graph: dict[str, Any], given: dict[str, str]) -> dict[str,
     return out
 
 
+#: Arguments derived from the model's metadata (its JSON sidecar), never given on the command line:
+#: the graph starts what the model needs (``when: use_sim and model_cameras``).
+MODEL_ARGUMENTS = ("model_cameras",)
+
+
+def model_metadata(path: str) -> dict[str, Any]:
+    """The exported model's metadata from its sidecar (cheap: no ONNX load); {} when there is none.
+    The policy node checks the model itself at start-up and refuses what does not fit."""
+    import json
+
+    from cdp_core.model_format import sidecar_path
+
+    if not path:
+        return {}
+    side = sidecar_path(path)
+    try:
+        return dict(json.loads(side.read_text()))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise GraphError(f"model sidecar {side} is unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def model_arguments(meta: dict[str, Any]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Derived arguments and node overrides for a model: an image policy gets its simulated
+    cameras at its frame size and control rate."""
+    cams = [str(c) for c in meta.get("cameras") or []]
+    args = {"model_cameras": "true" if cams else "false"}
+    overrides: dict[str, dict[str, str]] = {}
+    if cams:
+        size = [int(v) for v in meta.get("image_size") or []]
+        if len(size) != 2:
+            raise GraphError(f"the model sees cameras {cams} but its metadata has no image_size")
+        overrides["agentview_camera"] = {"cameras": yaml.safe_dump(cams, default_flow_style=True).strip()}
+        overrides["agentview_camera"]["image_size"] = yaml.safe_dump(size, default_flow_style=True).strip()
+        if meta.get("rate_hz"):
+            overrides["agentview_camera"]["rate_hz"] = str(float(meta["rate_hz"]))
+    return args, overrides
+
+
 def resolve(graph: dict[str, Any], given: dict[str, str]) -> list[NodeSpec]:
     """The nodes to start, in order, for launch arguments ``given`` (name -> string value)."""
+    clash = sorted(set(given) & set(MODEL_ARGUMENTS))
+    if clash:
+        raise GraphError(f"{clash} come from the model's metadata and cannot be given")
     args = resolve_arguments(graph, given)
+    derived, model_overrides = model_arguments(model_metadata(args.get("model", "")))
+    args.update(derived)
     base = Path(graph["_path"]).parent
     files_by_cond = graph.get("params_files", {})
     files: list[str] = []
@@ -149,6 +194,8 @@ def resolve(graph: dict[str, Any], given: dict[str, str]) -> list[NodeSpec]:
             # every declared argument, unset ones as "")
             if "default" in spec or given.get(name, "") != "":
                 overrides.setdefault(node, {})[param] = args[name]
+    for node, values in model_overrides.items():
+        overrides.setdefault(node, {}).update(values)
     specs = []
     for n in graph["nodes"]:
         cond = n.get("when")

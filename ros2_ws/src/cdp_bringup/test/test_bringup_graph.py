@@ -32,6 +32,36 @@ def test_default_graph_resolves_for_sim_and_robot():
     assert "-p" in policy.ros_args() and f"model_path:={Path('m.onnx').resolve()}" in policy.ros_args()
 
 
+def test_an_image_policy_gets_its_simulated_cameras_from_its_metadata(tmp_path):
+    """The graph reads the model's sidecar: cameras named -> agentview_camera at its size and rate."""
+    import json
+
+    graph = load_graph()
+    model = tmp_path / "img.onnx"
+    model.write_bytes(b"")
+    meta = {"cameras": ["agentview"], "image_size": [64, 80], "rate_hz": 10.0}
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    sim = {s.name: s for s in resolve(graph, {"use_sim": "true", "model": str(model), "task": "peg_insert"})}
+    assert list(sim) == ["sim_robot", "franka_driver", "safety_filter", "agentview_camera", "policy_node"]
+    cam = sim["agentview_camera"].parameters()
+    assert cam["cameras"] == ["agentview"] and cam["image_size"] == [64, 80] and cam["rate_hz"] == 10.0
+    assert cam["task"] == "peg_insert" and sim["agentview_camera"].required
+    assert "truth_topic" not in cam  # ground truth on /perception/object_pose (the default)
+    both = {s.name: s for s in resolve(graph, {"model": str(model), "use_perception": "true"})}
+    assert both["agentview_camera"].parameters()["truth_topic"] == "/sim/object_pose"  # where sim_robot moved it
+    # on the robot a camera driver publishes the frames; low-dim models get no camera
+    assert "agentview_camera" not in [s.name for s in resolve(graph, {"use_sim": "false", "model": str(model)})]
+    assert "agentview_camera" not in [s.name for s in resolve(graph, {"use_sim": "true"})]
+    with pytest.raises(GraphError, match="come from the model's metadata"):
+        resolve(graph, {"model_cameras": "true"})
+    model.with_suffix(".json").write_text("{not json")
+    with pytest.raises(GraphError, match="sidecar .* is unreadable"):
+        resolve(graph, {"model": str(model)})
+    model.with_suffix(".json").write_text(json.dumps({"cameras": ["agentview"]}))
+    with pytest.raises(GraphError, match="no image_size"):
+        resolve(graph, {"model": str(model)})
+
+
 def test_perception_graph_for_sim_and_robot():
     graph = load_graph()
     base = [s.name for s in resolve(graph, {"use_sim": "true", "task": "peg_insert"})]
