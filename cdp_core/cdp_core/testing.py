@@ -38,20 +38,29 @@ def small_config(data: str | Path, /, **overrides: dict[str, Any]) -> dict[str, 
 
 
 def train_small_policy(
-    data: str | Path, out: str | Path, steps: int = 10, sampler_steps: int = 2, data_format: str = "episodes"
+    data: str | Path,
+    out: str | Path,
+    steps: int = 10,
+    sampler_steps: int = 2,
+    data_format: str = "episodes",
+    cameras: tuple[str, ...] = (),
 ) -> Path:
-    """Train :func:`small_config` for ``steps`` on ``data`` (``data.format``) in ``out``, export it; the .onnx path."""
+    """Train :func:`small_config` for ``steps`` on ``data`` (``data.format``) in ``out``, export it; the .onnx path.
+
+    ``cameras``: an image policy on those cameras of the dataset (the small CNN encoder)."""
     from .config import config_from_dict
     from .export import export_onnx
     from .trainer import train
 
     out = Path(out)
-    cfg = small_config(
-        data,
-        data={"format": data_format},
-        train={"steps": steps, "checkpoint_every": steps, "warmup_steps": 2},
-        gate={"holdout_episodes": 0},
-    )
+    sections: dict[str, dict[str, Any]] = {
+        "data": {"format": data_format, "cameras": list(cameras)},
+        "train": {"steps": steps, "checkpoint_every": steps, "warmup_steps": 2},
+        "gate": {"holdout_episodes": 0},
+    }
+    if cameras:
+        sections["model"] = {"image_feature_dim": 8}
+    cfg = small_config(data, **sections)
     result = train(config_from_dict(cfg), out / "run")
     export_onnx(result["checkpoint"], out / "policy.onnx", steps=sampler_steps)
     return out / "policy.onnx"
