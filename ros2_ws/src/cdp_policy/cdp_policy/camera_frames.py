@@ -7,8 +7,10 @@ per camera, the frame whose **capture stamp** is closest to the arm state's stam
 recent frames kept. A frame older than ``max_image_age_s`` at the tick refuses the tick with the
 camera named (the policy sends nothing, the safety filter goes stale, the arm holds). A frame
 that cannot be what the model was trained on (another encoding, another size, a truncated
-buffer) is refused when it arrives, naming the camera and what is wrong: the node does not
-resize (the model's crop and normalisation are inside its graph, its frame size is fixed).
+buffer, another aspect ratio) is refused when it arrives, naming the camera and what is wrong. A
+frame of the model's aspect ratio at another resolution (a RealSense's 640x480 for a 128x96
+model) is resized by :func:`fit_frame`, the same function the recording converter uses; the
+crop and normalisation are inside the model's graph.
 """
 
 from __future__ import annotations
@@ -41,6 +43,40 @@ def parse_camera_topics(entries: Sequence[str]) -> dict[str, str]:
             raise CameraFrameError(f"camera_topics names camera {name.strip()!r} twice")
         out[name.strip()] = topic.strip()
     return out
+
+
+def decode_image(where: str, height: int, width: int, encoding: str, step: int, data: bytes | np.ndarray) -> np.ndarray:
+    """A sensor_msgs/Image's fields -> uint8 RGB ``[height, width, 3]``; CameraFrameError naming ``where``."""
+    if encoding not in ENCODINGS:
+        raise CameraFrameError(f"{where}: encoding {encoding!r}; the model takes {' or '.join(ENCODINGS)} frames")
+    if height < 1 or width < 1 or step < 3 * width:
+        raise CameraFrameError(f"{where}: {width}x{height} frame with row step {step} (< 3 x width)")
+    buf = np.frombuffer(data.tobytes() if isinstance(data, np.ndarray) else bytes(data), dtype=np.uint8)
+    if buf.size != step * height:
+        raise CameraFrameError(f"{where}: {buf.size} bytes, expected step x height = {step * height}")
+    rgb = buf.reshape(height, step)[:, : 3 * width].reshape(height, width, 3)[:, :, list(ENCODINGS[encoding])]
+    return np.ascontiguousarray(rgb)
+
+
+#: Largest relative difference of aspect ratio (width / height) a frame may have from the model's.
+ASPECT_TOLERANCE = 0.01
+
+
+def fit_frame(rgb: np.ndarray, size: tuple[int, int], where: str = "frame") -> np.ndarray:
+    """``rgb`` at the model's ``size`` (height, width): the one resize of the stack (OpenCV, area
+    averaging), used by the policy node and by the recording converter, so a policy sees at
+    deployment what it was trained on. Another aspect ratio would stretch the scene: refused."""
+    h, w = rgb.shape[:2]
+    if (h, w) == tuple(size):
+        return rgb
+    if abs((w / h) / (size[1] / size[0]) - 1.0) > ASPECT_TOLERANCE:
+        raise CameraFrameError(
+            f"{where}: {w}x{h} frames; the model was trained on {size[1]}x{size[0]}, another aspect ratio "
+            "(set the camera's resolution: frames are resized, never stretched or cropped)"
+        )
+    import cv2
+
+    return np.ascontiguousarray(cv2.resize(rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA))
 
 
 @dataclass(frozen=True)
@@ -95,22 +131,9 @@ class CameraFrames:
 
     def _add(self, camera: str, stamp: float, height: int, width: int, enc: str, step: int, data) -> None:
         where = self.where(camera)
-        if enc not in ENCODINGS:
-            raise CameraFrameError(f"{where}: encoding {enc!r}; the model takes {' or '.join(ENCODINGS)} frames")
-        if (height, width) != (self.height, self.width):
-            raise CameraFrameError(
-                f"{where}: {width}x{height} frames; the model was trained on {self.width}x{self.height} "
-                "(set the camera's resolution, the policy does not resize)"
-            )
-        if step < 3 * width:
-            raise CameraFrameError(f"{where}: row step {step} < 3 x width {width}")
-        buf = np.frombuffer(bytes(data) if not isinstance(data, np.ndarray) else data.tobytes(), dtype=np.uint8)
-        if buf.size != step * height:
-            raise CameraFrameError(f"{where}: {buf.size} bytes, expected step x height = {step * height}")
         if not np.isfinite(stamp) or stamp <= 0:
             raise CameraFrameError(f"{where}: frame without a capture stamp ({stamp})")
-        rgb = buf.reshape(height, step)[:, : 3 * width].reshape(height, width, 3)[:, :, list(ENCODINGS[enc])]
-        rgb = np.ascontiguousarray(rgb)
+        rgb = fit_frame(decode_image(where, height, width, enc, step, data), (self.height, self.width), where)
         with self._lock:
             self._frames[camera].append((float(stamp), rgb))
 

@@ -36,7 +36,10 @@ def test_frames_are_checked_on_arrival_naming_camera_and_topic():
     with pytest.raises(CameraFrameError, match=r"'agentview' \(/cam/a\): encoding 'mono8'"):
         f.update("agentview", 1.1, SIZE, SIZE, "mono8", SIZE, bytes(SIZE * SIZE))
     with pytest.raises(CameraFrameError, match=r"'agentview' \(/cam/a\): 64x48 frames; the model was trained on 32x32"):
-        send(f, "agentview", 1.1, picture(1, 48, 64))
+        send(f, "agentview", 1.1, picture(1, 48, 64))  # another aspect ratio: never stretched
+    big = np.kron(picture(2), np.ones((4, 4, 1), dtype=np.uint8))  # 128x128, each pixel a 4x4 block
+    send(f, "agentview", 1.2, big)  # the same aspect ratio: resized to the model's size
+    np.testing.assert_array_equal(f.at(1.2, 1.2).frames[0], picture(2))
     with pytest.raises(CameraFrameError, match="bytes, expected step x height"):
         f.update("agentview", 1.1, SIZE, SIZE, "rgb8", 3 * SIZE, bytes(10))
     with pytest.raises(CameraFrameError, match="without a capture stamp"):
