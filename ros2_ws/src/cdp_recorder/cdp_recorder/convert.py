@@ -12,11 +12,15 @@ Per episode:
 3. **Action** (``--action``): ``command`` = the joint target the command topic (default
    ``/teleop/command``) had due at t (linear between a chunk's points); ``next_state`` = the
    measured joint positions one grid step later.
-4. **Idle trimming**: steps where neither the arm nor the command moves (< ``idle_speed``
+4. **Camera frames** (``--camera name=/topic``, optional): per grid step and camera, the frame
+   whose capture stamp is closest to the arm state's stamp among those captured by t, fitted to
+   ``--image-size`` by the policy node's own :func:`cdp_policy.camera_frames.fit_frame`; a frame
+   older than ``max_image_age_s`` counts as a stale sample. The episodes hold them as uint8 RGB.
+5. **Idle trimming**: steps where neither the arm nor the command moves (< ``idle_speed``
    rad/s) are cut at the start (keeping ``keep_head_s``), at the end (keeping ``keep_tail_s``:
    demonstrations should show the arm staying at the goal) and inside (pauses longer than
    ``max_pause_s`` are shortened to it).
-5. **Validation report** per topic: message count, rate, rate drift (second half vs first half),
+6. **Validation report** per topic: message count, rate, rate drift (second half vs first half),
    gaps, estimated dropped messages, header-stamp-to-receive latency and its drift; stale
    samples on the grid. Episodes missing an input, too stale, or without motion are rejected
    (listed with the reason) instead of written.
@@ -35,6 +39,7 @@ import numpy as np
 from cdp_core.data.episodes import Episode, write_dataset_meta, write_episode
 from cdp_core.robot.rotations import TOOL_DOWN
 from cdp_core.sim.tasks import get_task
+from cdp_policy.camera_frames import CameraFrameError, decode_image, fit_frame, parse_camera_topics
 from cdp_policy.observations import (
     EE_POSE,
     FINGERS,
@@ -72,12 +77,21 @@ class ConvertConfig:
     gap_factor: float = 2.5
     success_only: bool = False
     task: str = ""  # "" = the task named in the episode's metadata
+    #: Camera frames into the dataset: "camera=/topic" entries (sensor_msgs/Image, rgb8 or bgr8).
+    cameras: tuple[str, ...] = ()
+    #: Frame size (height, width) stored in the dataset (the image policy's ``image_size``).
+    image_size: tuple[int, int] = (96, 96)
+    #: A frame older than this (s) at its grid step is a stale sample (the policy node's limit).
+    max_image_age_s: float = 0.3
 
     def __post_init__(self) -> None:
         if self.action not in ("command", "next_state"):
             raise ValueError(f"action must be 'command' or 'next_state', got {self.action!r}")
         if self.rate_hz < 0:
             raise ValueError("rate_hz must be >= 0")
+        parse_camera_topics(self.cameras)  # a malformed entry is an error before any file is read
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ValueError(f"image_size must be (height, width) >= 8, got {self.image_size}")
 
 
 class ConversionError(ValueError):
@@ -170,7 +184,12 @@ def convert_episode(ep: RecordedEpisode, cfg: ConvertConfig) -> tuple[Episode, d
     rate = cfg.rate_hz or spec.control_hz
     keys = list(spec.obs_dims)
     needed = sorted({i for k in keys for i in OBS_SOURCES[k].inputs})
-    topics = sorted({INPUT_TOPIC[i] for i in needed} | ({cfg.command_topic} if cfg.action == "command" else set()))
+    camera_topics = parse_camera_topics(cfg.cameras)
+    topics = sorted(
+        {INPUT_TOPIC[i] for i in needed}
+        | ({cfg.command_topic} if cfg.action == "command" else set())
+        | set(camera_topics.values())
+    )
     report: dict[str, Any] = {
         "file": str(ep.path),
         "task": task_name,
@@ -228,6 +247,21 @@ def convert_episode(ep: RecordedEpisode, cfg: ConvertConfig) -> tuple[Episode, d
     else:
         q = values[JOINTS]
         action = np.concatenate([q[1:], q[-1:]])
+    images: dict[str, np.ndarray] = {}
+    for camera, topic in camera_topics.items():
+        cam_stamps, cam_msgs = data[topic]
+        ref = js_stamps[_hold_index(js_stamps, t)]  # the arm state each grid step shows
+        pick, cam_stale = frames_for_grid(cam_stamps, t, ref, cfg.max_image_age_s)
+        stale |= cam_stale
+        cache: dict[int, np.ndarray] = {}
+        for i in np.unique(pick):
+            m = cam_msgs[i]
+            try:
+                rgb = decode_image(f"{topic} frame {i}", m.height, m.width, m.encoding, m.step, m.data)
+                cache[int(i)] = fit_frame(rgb, tuple(cfg.image_size), topic)
+            except CameraFrameError as exc:
+                raise ConversionError(str(exc)) from None
+        images[camera] = np.stack([cache[int(i)] for i in pick])
     report["stale_samples"] = int(stale.sum())
     if stale.mean() > cfg.max_stale_fraction:
         raise ConversionError(
@@ -243,8 +277,23 @@ def convert_episode(ep: RecordedEpisode, cfg: ConvertConfig) -> tuple[Episode, d
         action=action[keep].astype(np.float32),
         timestamp=t[keep],
         name=ep.path.stem,
+        images={c: v[keep] for c, v in images.items()},
     )
     return episode, report
+
+
+def frames_for_grid(
+    stamps: np.ndarray, t: np.ndarray, ref: np.ndarray, max_age_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per grid time ``t[k]``: the index of the frame (capture ``stamps``, sorted) closest to the arm
+    state's stamp ``ref[k]`` among frames captured by ``t[k]`` (what the policy node could have had
+    then), and whether that frame is older than ``max_age_s`` at ``t[k]``."""
+    before = np.clip(_hold_index(stamps, ref), 0, len(stamps) - 1)  # last frame <= the state (or the first)
+    after = np.minimum(before + 1, len(stamps) - 1)
+    usable = stamps[after] <= t
+    closer = np.abs(stamps[after] - ref) < np.abs(stamps[before] - ref)
+    pick = np.where(usable & closer, after, before)
+    return pick, (t - stamps[pick]) > max_age_s
 
 
 def idle_keep_mask(q: np.ndarray, action: np.ndarray, rate: float, cfg: ConvertConfig) -> tuple[np.ndarray, dict]:
@@ -328,6 +377,7 @@ def convert(inputs: list[str | Path], out: str | Path, cfg: ConvertConfig) -> di
     spec = get_task(task_name).spec
     rate = cfg.rate_hz or spec.control_hz
     root = Path(out)
+    cams = parse_camera_topics(cfg.cameras)
     write_dataset_meta(
         root,
         spec.obs_dims,
@@ -339,6 +389,8 @@ def convert(inputs: list[str | Path], out: str | Path, cfg: ConvertConfig) -> di
         action_definition=cfg.action,
         command_topic=cfg.command_topic,
         sources=[r["file"] for _, r in kept],
+        **({"cameras": {c: list(cfg.image_size) for c in cams}} if cams else {}),
+        **({"camera_topics": cams} if cams else {}),
     )
     for i, (episode, rep) in enumerate(kept):
         rep["dataset_file"] = str(write_episode(root, i, episode))
@@ -363,6 +415,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--success-only", action="store_true", help="skip episodes not marked successful")
     ap.add_argument("--max-pause", type=float, default=1.0, help="idle pauses longer than this are shortened (s)")
     ap.add_argument("--keep-tail", type=float, default=2.0, help="idle time kept after the last motion (s)")
+    ap.add_argument(
+        "--camera",
+        action="append",
+        default=[],
+        metavar="NAME=/TOPIC",
+        help="put this camera's frames in the episodes (repeatable), e.g. agentview=/camera/color/image_raw",
+    )
+    ap.add_argument("--image-size", type=int, nargs=2, default=(96, 96), metavar=("H", "W"))
     ap.add_argument("--report", help="also write the validation report here (JSON)")
     args = ap.parse_args(argv)
     try:
@@ -374,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
             success_only=args.success_only,
             max_pause_s=args.max_pause,
             keep_tail_s=args.keep_tail,
+            cameras=tuple(args.camera),
+            image_size=(int(args.image_size[0]), int(args.image_size[1])),
         )
         report = convert(args.inputs, args.out, cfg)
     except (ValueError, FileNotFoundError) as exc:

@@ -35,6 +35,7 @@ DEFAULT_TOPICS = (
     "/episode/event|std_msgs/msg/String",
     "/camera/color/image_raw|sensor_msgs/msg/Image",
     "/camera/color/camera_info|sensor_msgs/msg/CameraInfo",
+    "/camera/agentview/image_raw|sensor_msgs/msg/Image",
 )
 IDLE, RECORDING, ERROR = "idle", "recording", "error"
 SOFTWARE = (

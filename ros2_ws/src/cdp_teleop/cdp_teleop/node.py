@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from cdp_core.robot.kinematics import tcp_pose
 import rclpy
+from rclpy.duration import Duration
 from cdp_ros_common import diagnostics, names
 from cdp_ros_common.conversions import chunk_to_msg, msg_to_pose
 from cdp_ros_common.params import declare_dataclass
@@ -256,6 +257,10 @@ class TeleopNode(Node):
                 self._recover()
                 self.run_scripted()
                 if self.node_config.exit_when_done:
+                    # The last stop event must reach the recorder before this process goes: it
+                    # closes that episode's file on it (seen lost under load without this wait).
+                    if not self.event_pub.wait_for_all_acked(Duration(seconds=10.0)):
+                        self.get_logger().warning("episode events not acknowledged by every subscriber")
                     self.done.set()
         except Exception as exc:  # noqa: BLE001 - reported, and the node stops (the filter holds the arm)
             self.get_logger().error(f"teleop worker: {type(exc).__name__}: {exc}")
