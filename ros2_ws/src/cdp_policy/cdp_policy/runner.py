@@ -304,7 +304,7 @@ class PolicyRunner:
         s = self.stats
         t0 = time.perf_counter()
         self._obs_batch[:] = history
-        if self._images is not None:
+        if self._images is not None and images is not None:
             self._images[:] = images  # every draw sees the same frames
         self._rng.standard_normal(dtype=np.float32, out=self._noise)
         actions = self.model(self._obs_batch, self._noise, self._images)  # [K, H, A], K draws in one batch
