@@ -72,6 +72,13 @@ class ActionExecutor:
         """Start of an episode: the IK's warm start is the arm's configuration."""
         self._q_ik = np.asarray(q, dtype=np.float64).copy()
 
+    @property
+    def ik_state(self) -> np.ndarray:
+        """The IK's warm start for the next action (the last solution); reset(q) must come first."""
+        if self._q_ik is None:
+            raise ActionSpaceError("ActionExecutor.reset(q) must be called first")
+        return self._q_ik.copy()
+
     def joint_targets(self, action: np.ndarray) -> np.ndarray:
         """Joint-position targets for ``action``; a malformed action is an :class:`ActionSpaceError`."""
         a = np.asarray(action, dtype=np.float64).reshape(-1)

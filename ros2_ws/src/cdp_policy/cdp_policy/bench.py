@@ -1,5 +1,7 @@
 """``python -m cdp_policy.bench --model M``: latency of PolicyRunner.tick() with K draws vs one draw.
 
+An image policy gets a fresh random frame per camera each tick (the decode and copy count).
+
 Both runners are built in the same process on the same providers and ticked alternately
 (so machine load affects both alike); every tick plans (n_action_steps = 1). Prints the
 median and p99 of the inference time the runner measures and of the whole tick() call.
@@ -25,6 +27,11 @@ def _feed(r: PolicyRunner, t: float, rng: np.random.Generator) -> None:
     r.obs.update_ee_pose(t, [0.31, 0.0, 0.49], [1.0, 0.0, 0.0, 0.0])
     r.obs.update_object_pose(t, [0.5, 0.1, 0.3], [0.0, 0.0, 0.0, 1.0])
     # a 7-D hole_pose model reads the same object pose; gripper width from the fingers above
+    if r.obs.cameras is not None:  # an image policy: a fresh frame per camera, as a camera driver sends
+        h, w = r.obs.cameras.height, r.obs.cameras.width
+        for cam in r.cameras:
+            img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            r.obs.update_image(cam, t, h, w, "rgb8", 3 * w, img.tobytes())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"model {args.model}: {m['sampler']} x {m['steps']} steps, obs {m['n_obs_steps']} x {m['obs_dim']}, "
         f"chunk {m['horizon']} x {m['action_dim']}; provider {r0.provider}; intra-op threads {args.threads}"
+        + (f"; cameras {m['cameras']} at {m['image_size']}" if m.get("cameras") else "")
     )
     rng = np.random.default_rng(0)
     infer = {k: [] for k in runners}

@@ -95,11 +95,12 @@ OBS_SOURCES.update({offset_key(t.object_key): _offset_source() for t in TASKS.va
 
 def node_capabilities(cameras: Mapping[str, tuple[int, int]] | None = None) -> StackCapabilities:
     """What the policy node serves (for :func:`cdp_core.deploy.check_deployable`): the observation
-    keys of :data:`OBS_SOURCES`, absolute joint-position actions (the joint safety filter's input)
-    and the camera frames of ``cameras`` (name -> (H, W): those its ``camera_topics`` name)."""
+    keys of :data:`OBS_SOURCES`, joint-position actions and TCP-pose actions (which the runner turns
+    into joint targets with the fast path's IK: the joint safety filter only ever sees joint
+    targets) and the camera frames of ``cameras`` (name -> (H, W): those its ``camera_topics`` name)."""
     return StackCapabilities(
         obs_dims={k: s.dim for k, s in OBS_SOURCES.items()},
-        action_spaces=("joint_position",),
+        action_spaces=("joint_position", "ee_pose"),
         action_dim=7,
         cameras=dict(cameras or {}),
         name="the policy node",
@@ -281,6 +282,12 @@ class ObservationBuffer:
     def clear_history(self) -> None:
         self._history.clear()
         self._image_history.clear()
+
+    def latest_joints(self) -> np.ndarray | None:
+        """The arm's last measured joint positions (None before the first /joint_states)."""
+        with self._lock:
+            v = self._values.get(JOINTS)
+        return None if v is None else v.copy()
 
     @property
     def history_len(self) -> int:

@@ -148,8 +148,8 @@ class PolicyRunner:
         if not cfg.model_path:
             raise PolicyStartError("model_path is not set: give the exported .onnx policy to run")
         try:
-            # The one deployability check (cdp_core.deploy): the node's observation table, joint
-            # targets for the joint safety filter (an ee_pose model runs in the fast path only, so far).
+            # The one deployability check (cdp_core.deploy): the node's observation table, its action
+            # spaces (TCP poses become joint targets here: the safety filter takes joint targets only).
             self.model = OnnxPolicy(
                 cfg.model_path,
                 providers=preferred_providers(ort.get_available_providers(), cfg.providers),
@@ -164,6 +164,20 @@ class PolicyRunner:
             raise PolicyStartError(str(exc)) from exc
         m = self.metadata = self.model.metadata
         self.provider = self.model.providers[0]
+        #: The model's action space. TCP-pose chunks become joint targets here, with the fast path's
+        #: executor (cdp_core.sim.actions: the same IK, warm-started along the executed actions),
+        #: so the filter and the driver only ever see joint targets.
+        self.action_space = str(m.get("action_space", "joint_position"))
+        self._executor = None
+        if self.action_space != "joint_position":
+            from cdp_core.sim.actions import ActionExecutor
+
+            if cfg.temporal_ensembling:
+                raise PolicyStartError(
+                    f"temporal_ensembling works on joint targets; {cfg.model_path} predicts TCP poses"
+                )
+            self._executor = ActionExecutor(self.action_space)
+            self._ik_started = False
         self._check_expected_keys(m["obs_keys"])
         gate = m.get("convergence_gate")
         if gate and not gate.get("passed", True):
@@ -269,6 +283,8 @@ class PolicyRunner:
         self.obs.clear_history()
         self._ticks_to_plan = 0
         self._ensemble.clear()
+        if self._executor is not None:
+            self._ik_started = False  # the next plan starts the IK from the arm's measured joints
 
     def tick(self, t_now: float) -> ChunkDecision | None:
         """One control tick at time ``t_now`` (s, the clock the input stamps use).
@@ -310,14 +326,20 @@ class PolicyRunner:
         actions = self.model(self._obs_batch, self._noise, self._images)  # [K, H, A], K draws in one batch
         self.last_actions = actions
         executed = actions[:, self.start : self.start + self.n_exec]
+        if self._executor is not None and np.isfinite(executed).all():
+            executed = self._to_joint_targets(executed)
         latency = time.perf_counter() - t0
         s.latencies.append(latency)
         missed = latency > self.dt
         s.missed_deadlines += int(missed)
         dt = self.dt
-        if not np.isfinite(actions).all():
+        if not np.isfinite(actions).all() or not np.isfinite(executed).all():
             s.last_speed_scale = 0.0
-            s.last_reason = "model returned non-finite actions: holding"
+            s.last_reason = (
+                "model returned non-finite actions: holding"
+                if not np.isfinite(actions).all()
+                else "a TCP-pose action has no valid orientation (no joint targets): holding"
+            )
             return ChunkDecision(
                 t_obs,
                 dt,
@@ -352,6 +374,28 @@ class PolicyRunner:
         return ChunkDecision(
             t_obs, dt, chunk, first, scale, disp, disp_max, latency, obs_age, missed, draws=executed.astype(np.float64)
         )
+
+    def _to_joint_targets(self, executed: np.ndarray) -> np.ndarray:
+        """TCP-pose draws ``[K, n, 7]`` -> joint targets ``[K, n, 7]``: every draw's IK chain starts
+        where the executed one (draw 0) left off, and draw 0's chain carries on to the next chunk,
+        exactly as the fast path executes a rollout."""
+        from cdp_core.sim.actions import ActionSpaceError
+
+        ex = self._executor
+        assert ex is not None
+        if not self._ik_started:
+            q = self.obs.latest_joints()
+            ex.reset(q if q is not None else np.zeros(7))
+            self._ik_started = True
+        start = ex.ik_state
+        out = np.empty(executed.shape, dtype=np.float64)
+        try:
+            for k in range(executed.shape[0] - 1, -1, -1):  # draw 0 last: its chain is the one kept
+                ex.reset(start)
+                out[k] = [ex.joint_targets(a) for a in executed[k]]
+        except ActionSpaceError:
+            out[:] = np.nan  # refused below as non-finite: the arm holds
+        return out
 
     def speed_scale_for(self, dispersion: float) -> float:
         """1 below the warn threshold, slow_scale above it, 0 (hold) above the hold threshold."""

@@ -62,13 +62,67 @@ def test_refuses_model_that_does_not_fit(fr3_model, tmp_path):
         make(onnx)
 
 
-def test_refuses_cartesian_action_model(tmp_path):
-    """An ee_pose model's 7 actions are a TCP pose: sent as joint targets they would be nonsense."""
+@pytest.fixture(scope="module")
+def ee_model(tmp_path_factory):
     from model_factory import make_fr3_model
 
-    ee = make_fr3_model(tmp_path, task="peg_insert", episodes=1, steps=2, action_space="ee_pose")
-    with pytest.raises(PolicyStartError, match=r"action space is 'ee_pose'; the policy node executes joint_position"):
-        make(ee)
+    return make_fr3_model(tmp_path_factory.mktemp("ee"), episodes=1, steps=4, action_space="ee_pose")
+
+
+def test_tcp_pose_model_is_executed_as_the_fast_path_executes_it(ee_model):
+    """A TCP-pose model's chunks leave the runner as joint targets, computed by the fast path's own
+    executor along the executed actions: the same joint targets the fast path tracks."""
+    from cdp_core.runtime import OnnxPolicy
+    from cdp_core.sim.env import FR3TaskEnv
+    from cdp_core.sim.evaluate import rollout, seeded_policy
+
+    seed, steps = 5, 14
+    env = FR3TaskEnv("reach_precise", action_space="ee_pose")
+    model = OnnxPolicy(ee_model)
+    m = model.metadata
+    assert m["action_space"] == "ee_pose"
+    targets: list[np.ndarray] = []
+    inner = env.executor.joint_targets
+
+    def recording_targets(a):
+        q = inner(a)
+        targets.append(q.copy())
+        if len(targets) >= steps:
+            env.time = env.spec.time_limit_s
+        return q
+
+    env.executor.joint_targets = recording_targets  # type: ignore[method-assign]
+    rollout(env, seeded_policy(model, seed), m["obs_keys"], m["n_obs_steps"], m["n_action_steps"], 1, seed)
+
+    r = make(ee_model, dispersion_samples=1, seed=seed + 1)  # the same noise stream as seeded_policy
+    joint_env = FR3TaskEnv("reach_precise")  # the runner's output is joint targets: track them directly
+    obs = joint_env.reset(seed)
+    queue: list[np.ndarray] = []
+    ours = []
+    for k in range(steps):
+        t = 1000.0 + k * r.dt
+        fingers = joint_env.data.qpos[joint_env._finger_adr]
+        r.obs.update_joint_state(t, JOINT_NAMES + FINGER_NAMES, [*obs["joint_pos"], *fingers])
+        r.obs.update_ee_pose(t, obs["ee_pos"], obs["ee_quat"])
+        r.obs.update_object_pose(t, obs["target_pos"], [0.0, 0.0, 0.0, 1.0])
+        d = r.tick(t)
+        if d is not None:
+            queue = list(d.positions)
+        action = queue.pop(0)
+        ours.append(action)
+        obs, _ = joint_env.step(action)
+    np.testing.assert_allclose(np.array(ours), np.array(targets[:steps]), atol=1e-6)
+    # with the dispersion monitor: every draw becomes joint targets, the spread is in radians
+    r2 = make(ee_model, dispersion_samples=4)
+    obs = joint_env.reset(seed)
+    r2.obs.update_joint_state(1.0, JOINT_NAMES + FINGER_NAMES, [*obs["joint_pos"], 0.04, 0.04])
+    r2.obs.update_ee_pose(1.0, obs["ee_pos"], obs["ee_quat"])
+    r2.obs.update_object_pose(1.0, obs["target_pos"], [0.0, 0.0, 0.0, 1.0])
+    d = r2.tick(1.0)
+    assert d.draws.shape == (4, r2.n_exec, 7) and 0 < d.dispersion < 0.5
+    np.testing.assert_allclose(d.positions[0], d.draws[0, 0], atol=1e-12)
+    with pytest.raises(PolicyStartError, match="temporal_ensembling works on joint targets"):
+        make(ee_model, temporal_ensembling=True)
 
 
 def test_warns_on_a_model_that_failed_its_convergence_gate(fr3_model, tmp_path):
