@@ -27,7 +27,8 @@ from .config import GateConfig
 from .data.episodes import Episode
 from .observation import episode_observations
 
-SampleFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # obs [B, To, D], noise [B, H, A] -> [B, H, A]
+#: obs [B, To, D], noise [B, H, A], images uint8 [B, To, cameras, H, W, 3] or None -> actions [B, H, A]
+SampleFn = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
 TcpFn = Callable[[np.ndarray], np.ndarray]  # actions [N, A] -> TCP positions [N, 3] (m)
 
 
@@ -70,16 +71,23 @@ def final_phase_windows(
     to_tcp: TcpFn,
     radius_m: float,
     max_windows_per_episode: int,
-) -> tuple[np.ndarray, np.ndarray]:
+    cameras: list[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Observation histories and demonstrated action chunks at each episode's final phase.
 
     The final phase is where the demonstrated TCP target is within ``radius_m`` of the
     episode's last one (the hold / insertion). Windows are built as in training
     (:class:`~cdp_core.data.windows.WindowDataset`: edges padded by repetition). At most
     ``max_windows_per_episode`` windows per episode, evenly spread over the phase.
-    Returns ``obs [N, To, D]`` and ``action [N, H, A]``.
+    Returns ``obs [N, To, D]``, ``action [N, H, A]`` and, with ``cameras``, the observed frames
+    ``[N, To, cameras, H, W, 3]`` (else None).
     """
-    obs_out, act_out = [], []
+    obs_out, act_out, img_out = [], [], []
+    cams = list(cameras or [])
+    for ep in episodes:
+        absent = [c for c in cams if c not in ep.images]
+        if absent:
+            raise GateError(f"held-out demonstration {ep.name or '?'} has no frames of cameras {absent}")
     for ep in episodes:
         obs = episode_observations(ep.obs, obs_keys)
         act = ep.action.astype(np.float32)
@@ -93,9 +101,11 @@ def final_phase_windows(
             idx = np.clip(start + np.arange(horizon), 0, n - 1)
             obs_out.append(obs[idx[:n_obs_steps]])
             act_out.append(act[idx])
+            if cams:
+                img_out.append(np.stack([ep.images[c][idx[:n_obs_steps]] for c in cams], axis=1))
     if not obs_out:
         raise GateError("no final-phase windows in the held-out demonstrations")
-    return np.stack(obs_out), np.stack(act_out)
+    return np.stack(obs_out), np.stack(act_out), (np.stack(img_out) if img_out else None)
 
 
 def run_gate(
@@ -110,6 +120,7 @@ def run_gate(
     to_tcp: TcpFn,
     cfg: GateConfig,
     seed: int = 0,
+    cameras: list[str] | None = None,
 ) -> GateReport:
     """Measure open-loop action error and sample scatter (mm at the TCP) and decide pass / fail.
 
@@ -121,14 +132,15 @@ def run_gate(
     """
     if not episodes:
         raise GateError("the convergence gate needs held-out demonstrations; none were given")
-    obs, demo = final_phase_windows(
-        episodes, obs_keys, n_obs_steps, horizon, to_tcp, cfg.phase_radius_m, cfg.windows_per_episode
+    obs, demo, images = final_phase_windows(
+        episodes, obs_keys, n_obs_steps, horizon, to_tcp, cfg.phase_radius_m, cfg.windows_per_episode, cameras
     )
     k = cfg.samples
     n = obs.shape[0]
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal((n * k, horizon, action_dim)).astype(np.float32)
-    acts = np.asarray(sample(np.repeat(obs, k, axis=0), noise), dtype=np.float64)
+    frames = np.repeat(images, k, axis=0) if images is not None else None
+    acts = np.asarray(sample(np.repeat(obs, k, axis=0), noise, frames), dtype=np.float64)
     if not np.isfinite(acts).all():
         raise GateError("the policy produced non-finite actions on held-out demonstrations")
     sl = slice(action_start, action_start + n_action_steps)

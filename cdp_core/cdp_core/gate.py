@@ -40,9 +40,17 @@ def fr3_action_space(meta: dict[str, Any], action_dim: int) -> str | None:
 
 
 def heldout_episodes(
-    cfg: GateConfig, data_path: str, data_format: str, dataset_meta: dict[str, Any], workdir: Path | None
+    cfg: GateConfig,
+    data_path: str,
+    data_format: str,
+    dataset_meta: dict[str, Any],
+    workdir: Path | None,
+    cameras: list[str] | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> list[Episode]:
-    """Held-out demonstrations for the gate, in the order of preference of :class:`GateConfig`."""
+    """Held-out demonstrations for the gate, in the order of preference of :class:`GateConfig`.
+
+    An image policy's (``cameras`` at ``image_size``) recorded demonstrations render those cameras."""
     if cfg.holdout_path:
         return load_episodes(cfg.holdout_path).episodes
     if cfg.holdout_episodes:
@@ -53,7 +61,11 @@ def heldout_episodes(
         from .sim.tasks import TASKS
 
         if task in TASKS:
-            out = (workdir or Path(".")) / "gate_demos"
+            from .sim.cameras import cameras_by_name
+
+            cams = cameras_by_name(list(cameras), tuple(image_size or (96, 96))) if cameras else ()
+            name = "gate_demos" + "".join(f"_{c.name}{c.height}x{c.width}" for c in cams)
+            out = (workdir or Path(".")) / name
             if not (out / "meta.json").is_file() or len(list((out / "episodes").glob("*.npz"))) < cfg.auto_demos:
                 generate_demos(
                     task,
@@ -62,6 +74,7 @@ def heldout_episodes(
                     seed=HELDOUT_SEED,
                     progress=False,
                     action_space=dataset_meta.get("action_space", "joint_position"),
+                    cameras=cams,
                 )
             return load_episodes(out).episodes[: cfg.auto_demos]
     raise GateError(
@@ -91,16 +104,27 @@ def gate_checkpoint(
     space = fr3_action_space(meta, s.action_dim)
     if space is None:
         raise GateError("the gate measures millimetres at an FR3's TCP; this policy's actions are not FR3 actions")
-    if s.cameras:  # its held-out windows would need their frames; not built yet (issue 16)
-        raise GateError(f"the gate does not yet serve image policies (cameras {list(s.cameras)})")
+    cams = list(s.cameras)
     episodes = heldout_episodes(
-        cfg, pcfg.data.path, pcfg.data.format, meta, Path(workdir) if workdir else Path(checkpoint).parent.parent
+        cfg,
+        pcfg.data.path,
+        pcfg.data.format,
+        meta,
+        Path(workdir) if workdir else Path(checkpoint).parent.parent,
+        cams,
+        tuple(s.image_size) if cams else None,
     )
     module = FixedStepSampler(policy, sampler or pcfg.export.sampler, steps or pcfg.export.steps).eval()
 
-    def sample(obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return module(torch.from_numpy(obs), torch.from_numpy(noise)).numpy()
+    def sample(obs: np.ndarray, noise: np.ndarray, images: np.ndarray | None = None) -> np.ndarray:
+        out = []
+        with torch.no_grad():  # in batches: an image encoder on hundreds of windows at once is large
+            for i in range(0, len(obs), 256):
+                img = torch.from_numpy(images[i : i + 256]) if images is not None else None
+                out.append(
+                    module(torch.from_numpy(obs[i : i + 256]), torch.from_numpy(noise[i : i + 256]), img).numpy()
+                )
+        return np.concatenate(out)
 
     return _run(
         sample,
@@ -113,6 +137,7 @@ def gate_checkpoint(
         s.n_action_steps,
         space,
         cfg,
+        cams,
     )
 
 
@@ -133,8 +158,7 @@ def gate_model(
 
     model = OnnxPolicy(model_path, intra_op_threads=1)
     m = model.metadata
-    if m.get("cameras"):
-        raise GateError(f"the gate does not yet serve image policies (cameras {list(m['cameras'])})")
+    cams = list(m.get("cameras") or [])
     train_cfg = config_from_dict(m.get("training_config") or {})
     cfg = cfg or train_cfg.gate
     space = fr3_action_space({"action_space": m.get("action_space"), "task": task or m.get("task")}, m["action_dim"])
@@ -147,9 +171,20 @@ def gate_model(
             train_cfg.data.format,
             {"task": task or m.get("task"), "action_space": space},
             Path(workdir or tmp),
+            cams,
+            tuple(m["image_size"]) if cams else None,
         )
+
+    def sample(obs: np.ndarray, noise: np.ndarray, images: np.ndarray | None = None) -> np.ndarray:
+        return np.concatenate(
+            [
+                model(obs[i : i + 256], noise[i : i + 256], images[i : i + 256] if images is not None else None)
+                for i in range(0, len(obs), 256)
+            ]
+        )
+
     return _run(
-        lambda o, z: model(o, z),
+        sample,
         episodes,
         list(m["obs_keys"]),
         m["n_obs_steps"],
@@ -159,14 +194,25 @@ def gate_model(
         n_action_steps or m["n_action_steps"],
         space,
         cfg,
+        cams,
     )
 
 
-def _run(sample, episodes, obs_keys, n_obs, horizon, action_dim, start, n_exec, space, cfg) -> GateReport:
+def _run(sample, episodes, obs_keys, n_obs, horizon, action_dim, start, n_exec, space, cfg, cams=None) -> GateReport:
     from .sim.actions import tcp_positions
 
     return run_gate(
-        sample, episodes, obs_keys, n_obs, horizon, action_dim, start, n_exec, lambda a: tcp_positions(space, a), cfg
+        sample,
+        episodes,
+        obs_keys,
+        n_obs,
+        horizon,
+        action_dim,
+        start,
+        n_exec,
+        lambda a: tcp_positions(space, a),
+        cfg,
+        cameras=cams,
     )
 
 

@@ -33,7 +33,7 @@ def _episode(rng: np.random.Generator, n: int = 40) -> Episode:
 def _sampler(noise_m: float):
     """A policy that repeats the newest observed command, plus noise_m (m) of noise per coordinate."""
 
-    def sample(obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    def sample(obs: np.ndarray, noise: np.ndarray, images=None) -> np.ndarray:
         out = np.repeat(obs[:, -1:, :], noise.shape[1], axis=1).astype(np.float64)
         out[..., :3] += noise_m * noise[..., :3]
         return out
@@ -47,9 +47,9 @@ def _gate(sample, episodes, cfg=None):
 
 def test_final_phase_is_where_the_demo_ends():
     ep = _episode(np.random.default_rng(0))
-    obs, act = final_phase_windows([ep], ["cmd"], 2, 8, _tcp, radius_m=0.02, max_windows_per_episode=100)
+    obs, act, frames = final_phase_windows([ep], ["cmd"], 2, 8, _tcp, radius_m=0.02, max_windows_per_episode=100)
     # the command is within 2 cm of the goal from step 18 on (1 cm per step): 22 windows
-    assert len(obs) == 22
+    assert len(obs) == 22 and frames is None
     assert np.allclose(obs[:, -1, :3], act[:, 1, :3])  # the current step's action belongs to the newest observation
     assert np.all(np.linalg.norm(act[:, 1, :3] - ep.action[-1, :3], axis=1) <= 0.02 + 1e-6)
 
@@ -68,7 +68,7 @@ def test_gate_measures_scatter_in_mm_and_decides():
 def test_gate_catches_a_biased_policy_whose_samples_agree():
     eps = [_episode(np.random.default_rng(2))]
 
-    def biased(obs, noise):
+    def biased(obs, noise, images=None):
         out = _sampler(0.0)(obs, noise)
         out[..., 2] += 0.006  # every sample 6 mm too high: no scatter, but it misses
         return out
@@ -81,7 +81,7 @@ def test_gate_refuses_bad_input():
     with pytest.raises(GateError, match="held-out"):
         _gate(_sampler(0.0), [])
 
-    def nan_policy(obs, noise):
+    def nan_policy(obs, noise, images=None):
         return np.full(noise.shape, np.nan)
 
     with pytest.raises(GateError, match="non-finite"):

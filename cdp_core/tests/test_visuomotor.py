@@ -215,3 +215,19 @@ def test_config_checks_cameras_and_crop(image_demos):
         cameras_by_name(["wrist"])
     with pytest.raises(ValueError, match="outside"):
         CameraConfig(width=4)
+
+
+def test_the_convergence_gate_judges_an_image_policy_on_rendered_held_out_demos(image_checkpoint, tmp_path):
+    """Held-out demonstrations are recorded with the model's cameras; checkpoint and ONNX agree."""
+    from cdp_core.config import GateConfig
+    from cdp_core.gate import gate_checkpoint, gate_model
+
+    cfg = GateConfig(auto_demos=2, samples=2, windows_per_episode=3)
+    rep = gate_checkpoint(image_checkpoint, cfg, workdir=tmp_path)
+    assert (tmp_path / f"gate_demos_agentview{SIZE}x{SIZE}" / "meta.json").is_file()
+    assert rep.windows > 0 and np.isfinite(rep.action_error_mm) and np.isfinite(rep.scatter_mm)
+    path = tmp_path / "img.onnx"
+    export_onnx(image_checkpoint, path, "ddim", 8)
+    onnx_rep = gate_model(path, cfg=cfg, workdir=tmp_path)
+    assert onnx_rep.windows == rep.windows
+    assert abs(onnx_rep.action_error_mm - rep.action_error_mm) < 0.05 * rep.action_error_mm + 0.1
