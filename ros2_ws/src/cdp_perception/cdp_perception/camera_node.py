@@ -19,10 +19,9 @@ import rclpy
 from cdp_ros_common import diagnostics, names
 from cdp_ros_common.conversions import msg_to_pose, time_to_sec
 from cdp_ros_common.params import declare_dataclass
-from cdp_ros_common.spinning import spin_node
+from cdp_ros_common.spinning import run_node
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 
@@ -237,23 +236,7 @@ class CameraNode(Node):
 
 
 def main(argv: list[str] | None = None, default_source: str = "live") -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = None
-    code = 0
-    try:
-        node = CameraNode(default_source)
-        spin_node(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:
-        print(f"camera_node: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    return run_node(lambda: CameraNode(default_source), "camera_node", argv)
 
 
 def sim_main(argv: list[str] | None = None) -> int:

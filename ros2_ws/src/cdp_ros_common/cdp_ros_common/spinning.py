@@ -52,3 +52,27 @@ def spin_node(node: Any) -> None:
         spin(executor)
     finally:
         executor.shutdown()
+
+
+def run_node(make: Any, name: str, argv: list[str] | None = None, errors: tuple[type, ...] = (Exception,)) -> int:
+    """A one-node process's ``main``: init rclpy, build the node with ``make()``, spin it until
+    Ctrl-C / SIGTERM, destroy it and shut down. An exception of ``errors`` (while starting or
+    spinning) is printed as ``name: message`` and exits 1; a clean stop exits 0."""
+    import sys
+
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node, code = None, 0
+    try:
+        node = make()
+        spin_node(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except errors as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code

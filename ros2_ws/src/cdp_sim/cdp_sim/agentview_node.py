@@ -21,10 +21,9 @@ import rclpy
 from cdp_ros_common import diagnostics, names
 from cdp_ros_common.conversions import msg_to_pose, sec_to_time, time_to_sec
 from cdp_ros_common.params import declare_dataclass
-from cdp_ros_common.spinning import spin_node
+from cdp_ros_common.spinning import run_node
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 
@@ -143,22 +142,7 @@ class AgentViewCamera(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node, code = None, 0
-    try:
-        node = AgentViewCamera()
-        spin_node(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:
-        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    return run_node(AgentViewCamera, NODE_NAME, argv)
 
 
 if __name__ == "__main__":
