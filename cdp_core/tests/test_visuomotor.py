@@ -69,6 +69,20 @@ def test_cameras_see_the_arm_and_leave_the_physics_alone():
     assert np.abs(moved.astype(int) - first.astype(int)).mean() > 0.5  # the camera sees the arm move
 
 
+def test_the_wrist_camera_rides_on_the_hand():
+    env = FR3TaskEnv("peg_insert", cameras=cameras_by_name(["wrist"], (SIZE, SIZE)))
+    env.reset(3)
+    here = env.render()["wrist"]
+    assert here.std() > 5
+    # turning only the last joint turns the hand camera's view; the agent view would barely change
+    q = env.q.copy()
+    q[6] += 0.6
+    turned = env.render_state(q, 0.02, env.params)["wrist"]
+    assert np.abs(turned.astype(int) - here.astype(int)).mean() > 5
+    with pytest.raises(ValueError, match="mount 'hand'"):
+        CameraConfig(name="elbow", mount="hand")
+
+
 def test_demos_store_frames_per_step(image_demos):
     ds = load_episodes(image_demos)
     assert ds.image_shapes == {"agentview": (SIZE, SIZE)}

@@ -12,6 +12,8 @@ why the renderer turns them off (an image policy needs the geometry, not soft sh
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,16 +40,37 @@ class CameraConfig:
     #: Degrees about the world z axis; 160: in front of the robot and a little to its left.
     azimuth: float = 160.0
     elevation: float = -35.0
+    #: ``world``: the free camera above (a fixed agent view). ``hand``: the camera of that name the
+    #: scene carries on the hand (:data:`HAND_CAMERAS`), moving and turning with it.
+    mount: str = "world"
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ValueError(f"camera name must be non-empty without '/', got {self.name!r}")
         if not (8 <= self.width <= 1024 and 8 <= self.height <= 1024):
             raise ValueError(f"camera {self.name}: size {self.width}x{self.height} outside 8..1024")
+        if self.mount not in ("world", "hand") or (self.mount == "hand" and self.name not in HAND_CAMERAS):
+            raise ValueError(f"camera {self.name}: mount {self.mount!r} (world, or hand for {sorted(HAND_CAMERAS)})")
+
+
+#: Cameras the scene builder puts on the hand (``robot0_hand`` frame: z along the tool, the TCP
+#: 0.1034 m out): MJCF ``<camera>`` attributes. ``wrist``: beside the hand, looking past the
+#: fingertips at what they hold and approach (a wrist-mounted RealSense D405's place).
+HAND_CAMERAS: dict[str, dict[str, str]] = {
+    "wrist": {"pos": "0.07 0 0.02", "xyaxes": "0 1 0 0.894 0 0.447", "fovy": "75"},
+}
+
+
+def add_hand_cameras(hand: Any) -> None:
+    """Add :data:`HAND_CAMERAS` to the hand body's MJCF element (no mass, no collision: physics unchanged)."""
+    import xml.etree.ElementTree as ET
+
+    for name, attrs in HAND_CAMERAS.items():
+        ET.SubElement(hand, "camera", name=f"cdp_{name}", **attrs)
 
 
 #: The named cameras a task scene offers (the agent view the CDP paper's real Franka runs used).
-CAMERAS: dict[str, CameraConfig] = {"agentview": CameraConfig()}
+CAMERAS: dict[str, CameraConfig] = {"agentview": CameraConfig(), "wrist": CameraConfig(name="wrist", mount="hand")}
 
 
 def cameras_by_name(names: Sequence[str], size: tuple[int, int] | None = None) -> tuple[CameraConfig, ...]:
@@ -59,7 +82,7 @@ def cameras_by_name(names: Sequence[str], size: tuple[int, int] | None = None) -
     for n in names:
         c = CAMERAS[n]
         if size is not None:
-            c = CameraConfig(c.name, size[1], size[0], c.lookat, c.distance, c.azimuth, c.elevation)
+            c = dataclasses.replace(c, width=size[1], height=size[0])
         out.append(c)
     return tuple(out)
 
@@ -84,9 +107,15 @@ class CameraRenderer:
             if key not in self._renderers:
                 self._renderers[key] = mujoco.Renderer(model, c.height, c.width)
             cam = mujoco.MjvCamera()
-            cam.type = mujoco.mjtCamera.mjCAMERA_FREE
-            cam.lookat[:] = c.lookat
-            cam.distance, cam.azimuth, cam.elevation = c.distance, c.azimuth, c.elevation
+            if c.mount == "hand":
+                cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
+                cam.fixedcamid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, f"cdp_{c.name}")
+                if cam.fixedcamid < 0:
+                    raise ValueError(f"camera {c.name}: the scene has no hand camera cdp_{c.name}")
+            else:
+                cam.type = mujoco.mjtCamera.mjCAMERA_FREE
+                cam.lookat[:] = c.lookat
+                cam.distance, cam.azimuth, cam.elevation = c.distance, c.azimuth, c.elevation
             self._cams[c.name] = cam
 
     def render(self, data: Any) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ import numpy as np
 from ..robot.kinematics import forward_kinematics, tcp_pose
 from ..robot.rotations import TOOL_DOWN, matrix_to_quat
 from .actions import JOINT_POSITION, ActionExecutor
-from .cameras import CameraConfig
+from .cameras import CameraConfig, add_hand_cameras
 from .tasks import HOME_Q, JOINT_NAMES, Task, get_task
 
 PHYSICS_DT = 0.001
@@ -38,6 +38,7 @@ def build_task_simulator(task: Task, initial_q: np.ndarray = HOME_Q) -> tuple[An
     if hand is None:  # franky-sim renamed its bodies: the task scene would be wrong, not just ugly
         raise RuntimeError("franky-sim's FR3 model has no body 'robot0_hand'")
     task.add_to_hand(hand)
+    add_hand_cameras(hand)  # rendering-only: every path builds the same model, cameras used or not
     task.add_to_scene(sim.worldbody)
     return sim, robot
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from cdp_core.runtime import PROVIDER_ORDER
-from cdp_ros_common.names import AGENTVIEW_IMAGE
+from cdp_ros_common.names import AGENTVIEW_IMAGE, camera_image_topic
 
 from .camera_frames import CameraFrameError, CameraFrames, parse_camera_topics
 from .observations import ObservationBuffer, node_capabilities
@@ -70,7 +70,7 @@ class PolicyConfig:
     expected_obs_keys: tuple[str, ...] = (ANY_OBS_KEYS,)
     #: The camera topics of an image policy, ``camera=/topic`` (sensor_msgs/Image, rgb8 or bgr8, at
     #: the model's frame size); a model seeing a camera not named here is refused at start-up.
-    camera_topics: tuple[str, ...] = (f"agentview={AGENTVIEW_IMAGE}",)
+    camera_topics: tuple[str, ...] = (f"agentview={AGENTVIEW_IMAGE}", f"wrist={camera_image_topic('wrist')}")
     #: A camera frame older than this (s) at a control tick refuses the tick (the arm holds).
     max_image_age_s: float = 0.3
     #: Seed of the sampler noise; negative = from the OS.

@@ -13,8 +13,16 @@ EE_POSE = "/franka/ee_pose"
 OBJECT_POSE = "/perception/object_pose"
 #: Simulator ground truth when perception is in the loop (the simulated camera renders from it).
 SIM_OBJECT_POSE = "/sim/object_pose"
-#: sensor_msgs/Image of the agent-view camera an image policy sees (rgb8, the model's frame size).
-AGENTVIEW_IMAGE = "/camera/agentview/image_raw"
+def camera_image_topic(camera: str) -> str:
+    """The topic of an image policy's camera ``camera`` (cdp_core camera names): sensor_msgs/Image,
+    rgb8 or bgr8, stamped with the capture time."""
+    return f"/camera/{camera}/image_raw"
+
+
+#: The agent-view camera an image policy sees.
+AGENTVIEW_IMAGE = camera_image_topic("agentview")
+
+
 POLICY_CHUNK = "/policy/action_chunk"
 #: std_msgs/Float64MultiArray, layout [draws, steps, joints]: every draw of the last chunk (the
 #: dispersion monitor's samples), for viewers; the arm executes draw 0 (POLICY_CHUNK).

@@ -5,7 +5,7 @@ ones ``cdp demos --cameras`` recorded), so a policy trained on simulated demonst
 same pictures here: the arm set from /joint_states (the driver's), the task object from the
 simulator's ground-truth pose. Each frame is stamped with the joint message it shows (its
 capture time), published as rgb8 ``sensor_msgs/Image`` on ``/camera/<name>/image_raw``
-(:data:`cdp_ros_common.names.AGENTVIEW_IMAGE` for ``agentview``). Rendering runs in its own
+(:func:`cdp_ros_common.names.camera_image_topic`). Rendering runs in its own
 process and thread: it never holds the 1 kHz simulator's GIL.
 """
 
@@ -30,17 +30,12 @@ from sensor_msgs.msg import Image, JointState
 NODE_NAME = "agentview_camera"
 
 
-def camera_topic(camera: str) -> str:
-    """Where camera ``camera``'s frames go (the policy node's default ``camera_topics`` for agentview)."""
-    return names.AGENTVIEW_IMAGE if camera == "agentview" else f"/camera/{camera}/image_raw"
-
-
 @dataclass
 class AgentViewConfig:
     """Settings of the simulated policy cameras (ROS parameters of ``agentview_camera``)."""
 
     task: str = "reach_precise"
-    #: cdp_core camera names (``cdp_core.sim.cameras.CAMERAS``), each on :func:`camera_topic`.
+    #: cdp_core camera names (``cdp_core.sim.cameras.CAMERAS``), each on its ``camera_image_topic``.
     cameras: list = field(default_factory=lambda: ["agentview"])
     #: Frame size (height, width): the image policy's ``image_size``.
     image_size: list = field(default_factory=lambda: [96, 96])
@@ -64,7 +59,7 @@ class AgentViewCamera(Node):
         size = (int(c.image_size[0]), int(c.image_size[1]))
         self.env = FR3TaskEnv(c.task, cameras=cameras_by_name(list(c.cameras), size))
         self.cameras = [cam.name for cam in self.env.cameras]
-        self.pubs = {cam: self.create_publisher(Image, camera_topic(cam), 5) for cam in self.cameras}
+        self.pubs = {cam: self.create_publisher(Image, names.camera_image_topic(cam), 5) for cam in self.cameras}
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
         self._lock = threading.Lock()
         self._joints: tuple[float, np.ndarray, float] | None = None  # stamp, q, finger joint
