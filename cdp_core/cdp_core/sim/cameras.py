@@ -66,7 +66,7 @@ def add_hand_cameras(hand: Any) -> None:
     import xml.etree.ElementTree as ET
 
     for name, attrs in HAND_CAMERAS.items():
-        ET.SubElement(hand, "camera", name=f"cdp_{name}", **attrs)
+        ET.SubElement(hand, "camera", {"name": f"cdp_{name}", **attrs})
 
 
 #: The named cameras a task scene offers (the agent view the CDP paper's real Franka runs used).
