@@ -298,7 +298,8 @@ class PolicyRunner:
         s.ticks += 1
         res = self.obs.sample(t_now)
         s.last_obs_age_s = res.age_s
-        s.image_ages = dict(res.image_ages)
+        if res.image_ages:  # a tick refused before the frames were looked at keeps the last ages
+            s.image_ages = dict(res.image_ages)
         if res.history is None:
             s.refused_ticks += 1
             s.last_reason = res.reason

@@ -13,6 +13,8 @@ EE_POSE = "/franka/ee_pose"
 OBJECT_POSE = "/perception/object_pose"
 #: Simulator ground truth when perception is in the loop (the simulated camera renders from it).
 SIM_OBJECT_POSE = "/sim/object_pose"
+
+
 def camera_image_topic(camera: str) -> str:
     """The topic of an image policy's camera ``camera`` (cdp_core camera names): sensor_msgs/Image,
     rgb8 or bgr8, stamped with the capture time."""
