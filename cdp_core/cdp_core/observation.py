@@ -7,10 +7,11 @@ flattened. torch-free and ROS-free.
 
 **Derived parts.** ``<object>_offset`` (e.g. ``hole_pose_offset``) is the object's position minus
 the TCP's (``ee_pos``), in the base frame, for any object part whose first three numbers are a
-position. It is never stored: datasets, the simulator and the policy node provide the object and
-the TCP, and :func:`observation_part` derives the offset the same way for all of them. A policy
+position; ``<object>_quat`` is a 7-D pose's orientation alone. They are never stored: datasets, the simulator and the policy node provide the object and
+the TCP, and :func:`observation_part` derives them the same way for all of them. A policy
 that sees the offset can learn "move by minus the offset", which carries over to object poses
-the demonstrations did not cover (an absolute pose has to be interpolated between demonstrations).
+the demonstrations did not cover (an absolute pose has to be interpolated between demonstrations);
+without the absolute positions (offset and orientation only) the policy cannot tell placements apart.
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ class ObservationLayoutError(ValueError):
 
 #: Suffix of a derived offset part (see the module docstring).
 OFFSET_SUFFIX = "_offset"
+#: Suffix of a derived orientation part: a pose's quaternion alone (x y z w), without its position.
+QUAT_SUFFIX = "_quat"
 #: The TCP position part the offsets are taken from.
 TCP_KEY = "ee_pos"
 #: The robot's own observation parts (name -> size); everything else a task observes is about
-#: objects, and only object parts have offsets.
+#: objects, and only object parts have derived parts.
 ROBOT_PARTS = {"joint_pos": 7, "ee_pos": 3, "ee_quat": 4, "gripper_width": 1}
+#: suffix -> (smallest object size it applies to, its size). An offset needs the TCP too.
+DERIVED = {OFFSET_SUFFIX: (3, 3), QUAT_SUFFIX: (7, 4)}
 
 
 def offset_key(object_key: str) -> str:
@@ -48,37 +53,61 @@ def object_offset(object_part: np.ndarray, tcp_position: np.ndarray) -> np.ndarr
     return obj[..., :3] - tcp
 
 
-def derived_base(key: str, available: Mapping[str, int] | Sequence[str]) -> str | None:
-    """The object part that ``key`` is the offset of, when ``key`` can be derived from ``available``."""
-    if not key.endswith(OFFSET_SUFFIX):
-        return None
-    base = key[: -len(OFFSET_SUFFIX)]
-    have = set(available)
-    if base in have and base not in ROBOT_PARTS and TCP_KEY in have and key not in have:
-        if isinstance(available, Mapping) and int(available[base]) < 3:
-            return None
-        return base
+def _split(key: str) -> tuple[str, str] | None:
+    for suffix in DERIVED:
+        if key.endswith(suffix) and len(key) > len(suffix):
+            return key[: -len(suffix)], suffix
     return None
 
 
+def derived_base(key: str, available: Mapping[str, int] | Sequence[str]) -> str | None:
+    """The object part that derived part ``key`` comes from, when ``available`` can serve it."""
+    split = _split(key)
+    if split is None:
+        return None
+    base, suffix = split
+    have = set(available)
+    if base not in have or base in ROBOT_PARTS or key in have or (suffix == OFFSET_SUFFIX and TCP_KEY not in have):
+        return None
+    if isinstance(available, Mapping) and int(available[base]) < DERIVED[suffix][0]:
+        return None
+    return base
+
+
 def with_derived_dims(dims: Mapping[str, int]) -> dict[str, int]:
-    """``dims`` plus every offset part derivable from them (what a source of ``dims`` can serve)."""
+    """``dims`` plus every derived part they can serve (what a source of ``dims`` provides)."""
     out = dict(dims)
-    for k, d in dims.items():
-        if k not in ROBOT_PARTS and int(d) >= 3 and TCP_KEY in dims and not k.endswith(OFFSET_SUFFIX):
-            out.setdefault(offset_key(k), 3)
+    for k in dims:
+        for suffix, (_, size) in DERIVED.items():
+            if derived_base(k + suffix, dims) == k:
+                out.setdefault(k + suffix, size)
     return out
 
 
+def derive(key: str, object_part: np.ndarray, tcp_position: np.ndarray | None = None) -> np.ndarray:
+    """The derived part ``key`` from its object part (and, for an offset, the TCP position)."""
+    split = _split(key)
+    if split is None:
+        raise ObservationLayoutError(f"{key!r} is not a derived observation part ({', '.join(DERIVED)})")
+    obj = np.asarray(object_part, dtype=np.float64)
+    if split[1] == OFFSET_SUFFIX:
+        if tcp_position is None:
+            raise ObservationLayoutError(f"observation part {key!r} needs the TCP position ({TCP_KEY})")
+        return object_offset(obj, tcp_position)
+    if obj.shape[-1] < 7:
+        raise ObservationLayoutError(f"observation part {key!r} needs a 7-D pose, got {obj.shape}")
+    return obj[..., 3:7]
+
+
 def observation_part(parts: Mapping[str, np.ndarray], key: str) -> np.ndarray:
-    """``parts[key]``, or the derived offset named ``key``; ObservationLayoutError when neither."""
+    """``parts[key]``, or the derived part named ``key``; ObservationLayoutError when neither."""
     if key in parts:
         return np.asarray(parts[key])
     base = derived_base(key, list(parts))
     if base is None:
         raise ObservationLayoutError(f"observation part {key!r} missing (have {sorted(parts)})")
     try:
-        return object_offset(parts[base], parts[TCP_KEY])
+        return derive(key, parts[base], parts.get(TCP_KEY))
     except ObservationLayoutError as exc:
         raise ObservationLayoutError(f"observation part {key!r}: {exc}") from None
 

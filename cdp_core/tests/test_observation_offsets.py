@@ -69,3 +69,12 @@ def test_every_task_and_the_contract_know_the_offset():
         assert deployment_problems(meta, caps, task) == []
         wrong = {**meta, "obs_dims": {"ee_pos": 3, key: 2}}
         assert any(key in p for p in deployment_problems(wrong, caps, task))
+
+
+def test_a_pose_has_a_derived_orientation_and_a_position_none():
+    dims = with_derived_dims({"ee_pos": 3, "hole_pose": 7, "target_pos": 3})
+    assert dims["hole_pose_quat"] == 4 and "target_pos_quat" not in dims
+    parts = {"ee_pos": np.zeros(3), "hole_pose": np.array([0.5, 0.1, 0.06, 0.0, 0.0, 0.38, 0.92])}
+    np.testing.assert_array_equal(observation_part(parts, "hole_pose_quat"), parts["hole_pose"][3:])
+    with pytest.raises(ObservationLayoutError, match="target_pos_quat"):
+        observation_part({"target_pos": np.zeros(3)}, "target_pos_quat")

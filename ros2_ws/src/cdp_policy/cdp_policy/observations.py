@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 from cdp_core.sim.tasks import TASKS
 from cdp_core.deploy import StackCapabilities, deployment_problems
-from cdp_core.observation import object_offset, observation_vector, offset_key
+from cdp_core.observation import OFFSET_SUFFIX, ROBOT_PARTS, derive, observation_vector, with_derived_dims
 from cdp_core.robot.rotations import TOOL_DOWN, W_NON_NEGATIVE, QuaternionError
 from cdp_core.robot.rotations import canonical_quat as _canonical_quat
 
@@ -82,15 +82,20 @@ def _object_source(dim: int) -> ObsSource:
     return ObsSource(dim, (OBJECT_POSE,), lambda s: s[OBJECT_POSE][:dim])
 
 
-def _offset_source() -> ObsSource:
-    return ObsSource(3, (OBJECT_POSE, EE_POSE), lambda s: object_offset(s[OBJECT_POSE], s[EE_POSE][:3]))
+def _derived_source(key: str, dim: int) -> ObsSource:
+    inputs = (OBJECT_POSE, EE_POSE) if key.endswith(OFFSET_SUFFIX) else (OBJECT_POSE,)
+    return ObsSource(dim, inputs, lambda s: derive(key, s[OBJECT_POSE], s[EE_POSE][:3] if EE_POSE in s else None))
 
 
 # Every registered task's object key (``Task.object_key``: a position, 3, or a pose, 7) comes from
-# /perception/object_pose, and so does its derived offset from the TCP (``<key>_offset``,
+# /perception/object_pose, and so do its derived parts (``<key>_offset`` from the TCP, ``<key>_quat``;
 # cdp_core.observation): a new task needs no edit here.
 OBS_SOURCES.update({t.object_key: _object_source(t.object_dim()) for t in TASKS.values()})
-OBS_SOURCES.update({offset_key(t.object_key): _offset_source() for t in TASKS.values()})
+for _t in TASKS.values():
+    _dims = with_derived_dims(
+        {t: d for t, d in OBS_SOURCES.items() if t in ROBOT_PARTS} | {_t.object_key: _t.object_dim()}
+    )
+    OBS_SOURCES.update({k: _derived_source(k, d) for k, d in _dims.items() if k not in OBS_SOURCES})
 
 
 def node_capabilities(cameras: Mapping[str, tuple[int, int]] | None = None) -> StackCapabilities:

@@ -38,6 +38,8 @@ def test_history_equals_fast_path_rollout(task, order):
     keys = sorted(env.spec.obs_dims) if order == "sorted" else list(env.spec.obs_dims)
     if order == "offset":
         keys.insert(1, offset_key(env.task.object_key))
+        if env.task.object_dim() == 7:
+            keys.append(env.task.object_key + "_quat")
     n_obs, n_exec = 3, 2
     buf = ObservationBuffer(keys, n_obs, max_obs_age_s=0.05, obs_dims=with_derived_dims(env.spec.obs_dims))
     ours, seen = [], []
