@@ -92,9 +92,7 @@ def _derived_source(key: str, dim: int) -> ObsSource:
 # cdp_core.observation): a new task needs no edit here.
 OBS_SOURCES.update({t.object_key: _object_source(t.object_dim()) for t in TASKS.values()})
 for _t in TASKS.values():
-    _dims = with_derived_dims(
-        {t: d for t, d in OBS_SOURCES.items() if t in ROBOT_PARTS} | {_t.object_key: _t.object_dim()}
-    )
+    _dims = with_derived_dims({**ROBOT_PARTS, _t.object_key: _t.object_dim()})
     OBS_SOURCES.update({k: _derived_source(k, d) for k, d in _dims.items() if k not in OBS_SOURCES})
 
 
