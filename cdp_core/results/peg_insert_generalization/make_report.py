@@ -28,6 +28,8 @@ ROWS = [
     ("TCP-pose + offset", "ee_off_eval40.json", "ee_pose + hole_pose_offset"),
     ("+ offset, miss-and-recover 50 %", "off_miss0.5_eval40.json", "demos --miss-prob 0.5"),
     ("+ offset, miss-and-recover 100 %", "off_miss1.0_eval40.json", "demos --miss-prob 1.0"),
+    ("translation-invariant DP", "inv_dp_eval40.json", "ee_pose relative; obs ee_pos, ee_quat, offset, hole quat"),
+    ("translation-invariant CDP 0.1", "inv_cdp_eval40.json", "same, gamma 0.1"),
 ]
 
 
