@@ -226,7 +226,7 @@ def test_config_checks_cameras_and_crop(image_demos):
     with pytest.raises(ConfigError, match="twice"):
         config_from_dict(small_config(image_demos, data={"cameras": ["agentview", "agentview"]}))
     with pytest.raises(ValueError, match="unknown camera"):
-        cameras_by_name(["wrist"])
+        cameras_by_name(["elbow"])
     with pytest.raises(ValueError, match="outside"):
         CameraConfig(width=4)
 
